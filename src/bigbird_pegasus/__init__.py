@@ -1,0 +1,1 @@
+"""bigbird_pegasus: a fast, standalone PyTorch implementation of BigBird-Pegasus."""
