@@ -1,0 +1,235 @@
+"""Attention: the encoder's full and block-sparse self-attention, the decoder's cached self-attention and
+its cross-attention. Every path ends in `torch.nn.functional.scaled_dot_product_attention`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cache import DecoderCache
+from .layout import BlockLayout
+
+
+# -- masks, built once per forward ----------------------------------------------------------------------
+
+def padding_bias(key_valid: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(b, n) bool, True for real tokens -> additive (b, 1, 1, n) bias: 0 for real keys, the dtype's
+    minimum for padding (the reference's value for full attention)."""
+    if key_valid is None:
+        return None
+    return masked_bias(key_valid, dtype)[:, None, None, :]
+
+
+def masked_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """bool mask -> additive bias of the same shape: 0 where allowed, the dtype's minimum elsewhere."""
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+@dataclass
+class SparseMasks:
+    """What block-sparse attention needs for one layout, built once per forward.
+
+    gather_index: (R * h * W,) rows of the (b, nb * h, bs, d) key blocks that the middle queries see.
+    middle_bias: (b * R, H, 1, W * bs) additive: log(count) for each key, the dtype's minimum for padding
+        and unused slots; H is 1 when the heads share the layout.
+    global_bias: (b, 1, 1, n) padding bias for the two global query blocks, or None without padding.
+    query_keep: (b, n, 1) 1.0 for real queries, 0.0 for padding (the reference zeroes their output).
+    """
+
+    gather_index: torch.Tensor
+    middle_bias: torch.Tensor
+    global_bias: torch.Tensor | None
+    query_keep: torch.Tensor | None
+    width: int
+
+
+def sparse_masks(layout: BlockLayout, key_valid: torch.Tensor | None, batch_size: int, num_heads: int,
+                 block_size: int, dtype: torch.dtype) -> SparseMasks:
+    """key_valid: (b, n) bool over the padded length, or None when no token is padding."""
+    rows, layout_heads, width = layout.key_blocks.shape
+    device = layout.key_blocks.device
+    heads = torch.arange(num_heads, device=device)
+    gather_index = layout.key_blocks.expand(rows, num_heads, width) * num_heads + heads[None, :, None]
+    allowed = (layout.counts > 0)[None, :, :, :, None]                        # (1, R, H, W, 1)
+    if key_valid is not None:
+        blocks_valid = key_valid.view(batch_size, -1, block_size)               # (b, nb, bs)
+        allowed = allowed & blocks_valid[:, layout.key_blocks]                  # (b, R, H, W, bs)
+    log_counts = layout.counts.clamp(min=1).log().to(dtype)[None, :, :, :, None]
+    bias = log_counts.masked_fill(~allowed, torch.finfo(dtype).min)
+    bias = bias.expand(batch_size, rows, layout_heads, width, block_size)
+    middle_bias = bias.reshape(batch_size * rows, layout_heads, 1, width * block_size)
+    query_keep = None if key_valid is None else key_valid[:, :, None].to(dtype)
+    return SparseMasks(gather_index.reshape(-1), middle_bias, padding_bias(key_valid, dtype), query_keep, width)
+
+
+def causal_bias(query_len: int, past_len: int, key_valid: torch.Tensor | None, dtype: torch.dtype,
+                device: torch.device) -> tuple[torch.Tensor | None, bool]:
+    """Decoder self-attention mask as (bias, is_causal) for SDPA.
+
+    key_valid: (b, past_len + query_len) bool or None. Without padding, a prompt from position 0 uses
+    SDPA's own causal mask and a single new token needs none; otherwise an additive (b|1, 1, tq, tk) bias.
+    """
+    if key_valid is None and past_len == 0:
+        return None, query_len > 1
+    if key_valid is None and query_len == 1:
+        return None, False
+    keys = torch.arange(past_len + query_len, device=device)
+    queries = torch.arange(past_len, past_len + query_len, device=device)
+    allowed = (keys[None, :] <= queries[:, None])[None, None]                   # (1, 1, tq, tk)
+    if key_valid is not None:
+        allowed = allowed & key_valid[:, None, None, :].bool()                  # (b, 1, tq, tk)
+    return masked_bias(allowed, dtype), False
+
+
+# -- encoder self-attention -----------------------------------------------------------------------------
+
+class QueryKeyValue(nn.Module):
+    """The encoder's query/key/value projections (state-dict names `self.query` ... as the reference)."""
+
+    def __init__(self, d_model: int, bias: bool):
+        super().__init__()
+        self.query = nn.Linear(d_model, d_model, bias=bias)
+        self.key = nn.Linear(d_model, d_model, bias=bias)
+        self.value = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.query(x), self.key(x), self.value(x)
+
+
+class EncoderAttention(nn.Module):
+    """Encoder self-attention, full or block-sparse depending on the masks it is given."""
+
+    def __init__(self, d_model: int, num_heads: int, block_size: int, bias: bool, dropout: float):
+        super().__init__()
+        self.self = QueryKeyValue(d_model, bias)
+        self.output = nn.Linear(d_model, d_model, bias=bias)
+        self.num_heads = num_heads
+        self.block_size = block_size
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, masks: SparseMasks | torch.Tensor | None) -> torch.Tensor:
+        """x: (b, n, d_model); masks: SparseMasks for block-sparse, else a padding bias or None."""
+        q, k, v = self.self(x)
+        if isinstance(masks, SparseMasks):
+            context = block_sparse_attention(q, k, v, masks, self.num_heads, self.block_size)
+        else:
+            dropout = self.dropout if self.training else 0.0
+            context = full_attention(q, k, v, masks, self.num_heads, dropout)
+        return self.output(context)
+
+
+def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+                   num_heads: int, dropout: float = 0.0) -> torch.Tensor:
+    """q, k, v: (b, n, h * d); bias: (b, 1, 1, n) or None -> (b, n, h * d)."""
+    b, n, hidden = q.shape
+    q, k, v = (t.view(b, n, num_heads, -1).transpose(1, 2) for t in (q, k, v))    # (b, h, n, d)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    return context.transpose(1, 2).reshape(b, n, hidden)
+
+
+def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, masks: SparseMasks,
+                           num_heads: int, block_size: int) -> torch.Tensor:
+    """BigBird ITC attention. q, k, v: (b, n, h * d) with n a multiple of block_size -> (b, n, h * d).
+
+    The two global query blocks attend to every key in one SDPA call. All middle query blocks attend to
+    their gathered key blocks in a second, batched SDPA call: one gather, no loop over blocks.
+    """
+    b, n, hidden = q.shape
+    h, bs = num_heads, block_size
+    d, nb = hidden // h, n // bs
+    rows = nb - 2
+
+    q_blocks = q.view(b, nb, bs, h, d)
+    q_global = q_blocks[:, [0, nb - 1]].reshape(b, 2 * bs, h, d).transpose(1, 2)      # (b, h, 2bs, d)
+    k_all = k.view(b, n, h, d).transpose(1, 2)                                         # (b, h, n, d)
+    v_all = v.view(b, n, h, d).transpose(1, 2)
+    out_global = F.scaled_dot_product_attention(q_global, k_all, v_all, attn_mask=masks.global_bias)
+
+    q_middle = q_blocks[:, 1:-1].permute(0, 1, 3, 2, 4).reshape(b * rows, h, bs, d)   # (bR, h, bs, d)
+    k_middle = _gather_blocks(k, masks.gather_index, b, nb, bs, h, d, rows, masks.width)
+    v_middle = _gather_blocks(v, masks.gather_index, b, nb, bs, h, d, rows, masks.width)
+    out_middle = F.scaled_dot_product_attention(q_middle, k_middle, v_middle, attn_mask=masks.middle_bias)
+
+    out_global = out_global.view(b, h, 2, bs, d).permute(0, 2, 3, 1, 4)                # (b, 2, bs, h, d)
+    out_middle = out_middle.view(b, rows, h, bs, d).transpose(2, 3)                     # (b, R, bs, h, d)
+    context = torch.cat([out_global[:, :1], out_middle, out_global[:, 1:]], dim=1)      # (b, nb, bs, h, d)
+    context = context.view(b, n, hidden)
+    if masks.query_keep is not None:
+        context = context * masks.query_keep
+    return context
+
+
+def _gather_blocks(x: torch.Tensor, index: torch.Tensor, b, nb, bs, h, d, rows, width) -> torch.Tensor:
+    """x: (b, n, h * d) -> the key blocks of every middle row, (b * R, h, W * bs, d)."""
+    blocks = x.view(b, nb, bs, h, d).transpose(2, 3).reshape(b, nb * h, bs, d)          # (b, nb*h, bs, d)
+    gathered = blocks.index_select(1, index)                                             # (b, R*h*W, bs, d)
+    return gathered.view(b * rows, h, width * bs, d)
+
+
+# -- decoder attention ----------------------------------------------------------------------------------
+
+class DecoderAttention(nn.Module):
+    """Multi-head attention with the reference's `q_proj`/`k_proj`/`v_proj`/`out_proj` names, used for
+    the decoder's causal self-attention and for its cross-attention over the encoder output."""
+
+    def __init__(self, d_model: int, num_heads: int, bias: bool, dropout: float):
+        super().__init__()
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.num_heads = num_heads
+        self.dropout = dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, -1).transpose(1, 2)                        # (b, h, t, d)
+
+    def _merge(self, context: torch.Tensor) -> torch.Tensor:
+        b, _, t, _ = context.shape
+        return self.out_proj(context.transpose(1, 2).reshape(b, t, -1))                 # (b, t, h*d)
+
+    def self_attention(self, x: torch.Tensor, bias: torch.Tensor | None, is_causal: bool,
+                       cache: DecoderCache | None, layer: int) -> torch.Tensor:
+        """x: (b, t, d_model) -> (b, t, d_model); appends this step's keys/values to `cache`."""
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
+        dropout = self.dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, is_causal=is_causal)
+        return self._merge(context)
+
+    def cross_attention(self, x: torch.Tensor, encoder_states: torch.Tensor | None, bias: torch.Tensor | None,
+                        cache: DecoderCache | None, layer: int) -> torch.Tensor:
+        """x: (b, t, d_model) over encoder_states (docs, s, d_model) with b = docs * beams -> (b, t, d_model).
+
+        Keys/values are projected once per document and kept in `cache`; the beams of a document share
+        them. bias: (docs, 1, 1, s) or None.
+        """
+        if cache is not None and cache.cross_keys[layer] is not None:
+            k, v = cache.cross_keys[layer], cache.cross_values[layer]
+        else:
+            k, v = self._heads(self.k_proj(encoder_states)), self._heads(self.v_proj(encoder_states))
+            if cache is not None:
+                cache.cross_keys[layer], cache.cross_values[layer] = k, v
+        q = self._heads(self.q_proj(x))                                                 # (b, h, t, d)
+        dropout = self.dropout if self.training else 0.0
+        return self._merge(grouped_attention(q, k, v, bias, dropout))
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+                      dropout: float = 0.0) -> torch.Tensor:
+    """q: (docs * g, h, t, d) attending to k, v: (docs, h, s, d), the g query rows of a document sharing
+    its keys without copying them -> (docs * g, h, t, d)."""
+    docs = k.shape[0]
+    groups = q.shape[0] // docs
+    if groups == 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    _, h, t, d = q.shape
+    q = q.view(docs, groups, h, t, d).transpose(1, 2).reshape(docs, h, groups * t, d)   # (docs, h, g*t, d)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    return context.view(docs, h, groups, t, d).transpose(1, 2).reshape(docs * groups, h, t, d)

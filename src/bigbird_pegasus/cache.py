@@ -1,0 +1,88 @@
+"""The decoder's key/value cache: self-attention written by position, cross-attention computed once."""
+
+from __future__ import annotations
+
+import torch
+
+
+class DecoderCache:
+    """Per decoder layer: self-attention keys/values (b, h, capacity, d) written at `length`, and the
+    cross-attention keys/values (docs, h, source_len, d) projected once from the encoder output.
+
+    Cross-attention entries may have fewer rows than the queries: with beam search, `docs` documents
+    are shared by `b = docs * beams` hypotheses (see `attention.cross_attention`).
+    """
+
+    def __init__(self, num_layers: int):
+        self.self_keys: list[torch.Tensor | None] = [None] * num_layers
+        self.self_values: list[torch.Tensor | None] = [None] * num_layers
+        self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
+        self.cross_values: list[torch.Tensor | None] = [None] * num_layers
+        self.length = 0
+        self.reserved = 0
+
+    def __len__(self) -> int:
+        return len(self.self_keys)
+
+    def get_seq_length(self) -> int:
+        """Number of decoder positions already cached (the reference's name)."""
+        return self.length
+
+    def reserve(self, capacity: int) -> None:
+        """Make room for `capacity` positions in every layer, so that appends never reallocate."""
+        self.reserved = capacity
+        for layer, keys in enumerate(self.self_keys):
+            if keys is not None and keys.shape[2] < capacity:
+                self.self_keys[layer] = _grown(keys, keys, self.length, capacity)
+                self.self_values[layer] = _grown(self.self_values[layer], keys, self.length, capacity)
+
+    def append(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this step's (b, h, t, d) keys/values after the cached ones; return all (b, h, length + t, d)."""
+        start, end = self.length, self.length + keys.shape[2]
+        cached = self.self_keys[layer]
+        if cached is None and end >= self.reserved:  # a first write that fills all the room asked for
+            self.self_keys[layer], self.self_values[layer] = keys, values
+            return keys, values
+        if cached is None or cached.shape[2] < end:
+            capacity = max(end, self.reserved, 2 * start)
+            self.self_keys[layer] = _grown(cached, keys, start, capacity)
+            self.self_values[layer] = _grown(self.self_values[layer], keys, start, capacity)
+        self.self_keys[layer][:, :, start:end] = keys
+        self.self_values[layer][:, :, start:end] = values
+        return self.self_keys[layer][:, :, :end], self.self_values[layer][:, :, :end]
+
+    def advance(self, steps: int) -> None:
+        """Called once all layers have appended `steps` positions."""
+        self.length += steps
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep the self-attention rows `index` (beam search); cross-attention entries are per document."""
+        for layer, keys in enumerate(self.self_keys):
+            if keys is not None:
+                self.self_keys[layer] = keys.index_select(0, index)
+                self.self_values[layer] = self.self_values[layer].index_select(0, index)
+
+    def to_legacy(self) -> tuple[tuple[torch.Tensor, ...], ...]:
+        """Per layer (self keys, self values, cross keys, cross values), the reference's old tuple layout."""
+        return tuple(
+            (k[:, :, : self.length], v[:, :, : self.length], ck, cv)
+            for k, v, ck, cv in zip(self.self_keys, self.self_values, self.cross_keys, self.cross_values)
+        )
+
+    @classmethod
+    def from_legacy(cls, layers: tuple[tuple[torch.Tensor, ...], ...]) -> DecoderCache:
+        cache = cls(len(layers))
+        for i, entry in enumerate(layers):
+            cache.self_keys[i], cache.self_values[i] = entry[0], entry[1]
+            if len(entry) == 4:
+                cache.cross_keys[i], cache.cross_values[i] = entry[2], entry[3]
+        cache.length = layers[0][0].shape[2] if layers else 0
+        return cache
+
+
+def _grown(buffer: torch.Tensor | None, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+    """A (b, h, capacity, d) buffer shaped like `like`, holding the first `length` positions of `buffer`."""
+    grown = like.new_empty(like.shape[0], like.shape[1], capacity, like.shape[3])
+    if length:
+        grown[:, :, :length] = buffer[:, :, :length]
+    return grown

@@ -1,0 +1,233 @@
+"""BigBirdPegasusConfig: every field of the reference's config.json, validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_TYPE = "bigbird_pegasus"
+CONFIG_NAME = "config.json"
+
+ACTIVATIONS = (
+    "gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_python", "quick_gelu",
+    "relu", "silu", "swish", "tanh", "sigmoid", "linear",
+)
+ATTENTION_TYPES = ("block_sparse", "original_full")
+RANDOM_ATTENTION_MODES = ("reference", "fixed")
+
+# The reference exposes these alternative names for some fields (its `attribute_map`).
+ALIASES = {
+    "hidden_size": "d_model",
+    "num_attention_heads": "encoder_attention_heads",
+    "attention_probs_dropout_prob": "attention_dropout",
+    "num_hidden_layers": "encoder_layers",
+}
+
+# Fields of ours that the reference does not know: written to config.json only when set.
+EXTENSION_DEFAULTS = {"random_attention": "reference"}
+
+
+@dataclass
+class BigBirdPegasusConfig:
+    """Configuration of a BigBird-Pegasus model; the defaults are `google/bigbird-pegasus-large-*`.
+
+    Field names and defaults are those of `transformers.BigBirdPegasusConfig`, so a config.json written by
+    either library opens in the other. Keys this class does not know (generation defaults such as
+    `num_beams`, `architectures`, ...) are kept in `extra`, readable as attributes, and written back.
+
+    Options of ours, beyond the reference (their defaults reproduce it):
+        random_attention: "reference" (training mode draws the seeded random blocks; eval mode points every
+            random block at block 0, as the reference does) or "fixed" (the seeded training layout is used in
+            eval mode too, as the original Google implementation did).
+        num_random_blocks: 0 is allowed (the reference refuses it).
+    """
+
+    vocab_size: int = 96103
+    max_position_embeddings: int = 4096
+    encoder_layers: int = 16
+    encoder_ffn_dim: int = 4096
+    encoder_attention_heads: int = 16
+    decoder_layers: int = 16
+    decoder_ffn_dim: int = 4096
+    decoder_attention_heads: int = 16
+    encoder_layerdrop: float = 0.0
+    decoder_layerdrop: float = 0.0
+    use_cache: bool = True
+    is_encoder_decoder: bool = True
+    activation_function: str = "gelu_new"
+    d_model: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    init_std: float = 0.02
+    decoder_start_token_id: int = 2
+    classifier_dropout: float = 0.0
+    scale_embedding: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 2
+    eos_token_id: int | list[int] | None = 1
+    attention_type: str = "block_sparse"
+    block_size: int = 64
+    num_random_blocks: int = 3
+    use_bias: bool = False
+    is_decoder: bool = False
+    tie_word_embeddings: bool = True
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
+    problem_type: str | None = None
+    random_attention: str = "reference"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, **kwargs: Any):
+        for alias, name in ALIASES.items():
+            if alias in kwargs:
+                value = kwargs.pop(alias)
+                kwargs.setdefault(name, value)
+        num_labels = kwargs.pop("num_labels", None)
+        label2id = kwargs.pop("label2id", None)
+        kwargs.pop("model_type", None)
+        known = {f.name for f in dataclasses.fields(self)} - {"extra"}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            if f.name in kwargs:
+                value = kwargs.pop(f.name)
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            object.__setattr__(self, f.name, value)
+        extra = dict(kwargs.pop("extra", None) or {})
+        extra.update({k: v for k, v in kwargs.items() if k not in known})
+        object.__setattr__(self, "extra", extra)
+        self.id2label = {int(k): v for k, v in self.id2label.items()}
+        if num_labels is not None and num_labels != len(self.id2label):
+            self.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+        del label2id  # always derived from id2label
+        self.validate()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not fields: aliases and keys kept from config.json.
+        if name in ALIASES:
+            return getattr(self, ALIASES[name])
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        name = ALIASES.get(name, name)
+        if name in {f.name for f in dataclasses.fields(self)} or name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self.extra[name] = value
+
+    # -- derived values ---------------------------------------------------------------------------------
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, value: int) -> None:
+        if value != len(self.id2label):
+            self.id2label = {i: f"LABEL_{i}" for i in range(value)}
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in self.id2label.items()}
+
+    @property
+    def min_block_sparse_length(self) -> int:
+        """Inputs of at most this many tokens use full attention: block-sparse needs 2 global, 3 window
+        and 2 * num_random_blocks blocks (the reference's threshold)."""
+        return (5 + 2 * self.num_random_blocks) * self.block_size
+
+    # -- validation -------------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first invalid field."""
+        def _check(ok: bool, name: str, reason: str) -> None:
+            if not ok:
+                raise ValueError(f"BigBirdPegasusConfig.{name}={getattr(self, name)!r}: {reason}")
+
+        positive = ("vocab_size", "max_position_embeddings", "encoder_ffn_dim", "decoder_ffn_dim", "d_model",
+                    "encoder_attention_heads", "decoder_attention_heads")
+        for name in positive:
+            _check(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
+                   "must be a positive integer")
+        for name in ("encoder_layers", "decoder_layers"):
+            _check(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
+                   "must be a non-negative integer")
+        _check(self.attention_type in ATTENTION_TYPES, "attention_type", f"must be one of {ATTENTION_TYPES}")
+        _check(isinstance(self.block_size, int) and self.block_size > 0, "block_size", "must be a positive integer")
+        _check(isinstance(self.num_random_blocks, int) and self.num_random_blocks >= 0, "num_random_blocks",
+               "must be a non-negative integer")
+        _check(self.activation_function in ACTIVATIONS, "activation_function", f"must be one of {ACTIVATIONS}")
+        _check(self.random_attention in RANDOM_ATTENTION_MODES, "random_attention",
+               f"must be one of {RANDOM_ATTENTION_MODES}")
+        for name in ("encoder_attention_heads", "decoder_attention_heads"):
+            _check(self.d_model % getattr(self, name) == 0, name, f"must divide d_model ({self.d_model})")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
+                     "encoder_layerdrop", "decoder_layerdrop"):
+            value = getattr(self, name)
+            _check(value is None or 0.0 <= value <= 1.0, name, "must be between 0 and 1")
+
+    # -- (de)serialisation ------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config.json content, in the reference's layout (ids of id2label as strings)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "id2label"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in EXTENSION_DEFAULTS and value == EXTENSION_DEFAULTS[f.name]:
+                continue
+            out[f.name] = value
+        out["id2label"] = {str(i): label for i, label in self.id2label.items()}
+        out["label2id"] = self.label2id
+        out.update(self.extra)
+        out["model_type"] = MODEL_TYPE
+        return dict(sorted(out.items()))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BigBirdPegasusConfig:
+        model_type = values.get("model_type", MODEL_TYPE)
+        if model_type != MODEL_TYPE:
+            raise ValueError(f"config has model_type {model_type!r}, expected {MODEL_TYPE!r}: "
+                             "this is not a BigBirdPegasus checkpoint")
+        return cls(**values)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as f:
+            f.write(self.to_json_string())
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> BigBirdPegasusConfig:
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} does not hold a JSON object")
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_options: Any) -> BigBirdPegasusConfig:
+        """Read config.json from a folder, a config file, or a hub id."""
+        from .hub import resolve_file
+
+        if os.path.isfile(name_or_path):
+            return cls.from_json_file(name_or_path)
+        return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub_options))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string()}"
