@@ -29,13 +29,13 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel):
         self.model = BigBirdPegasusModel(config)
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.init_weights(self.lm_head)
         self.tie_weights()
 
     def tie_weights(self) -> None:
+        """Share the LM head with the embedding table when `tie_word_embeddings` (e.g. after loading)."""
         if self.config.tie_word_embeddings:
             self.lm_head.weight = self.model.shared.weight
-        else:
-            self.init_weights(self.lm_head)
 
     def get_encoder(self):
         return self.model.encoder

@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from .attention import SparseMasks, causal_bias, padding_bias, sparse_masks
 from .cache import DecoderCache
 from .config import BigBirdPegasusConfig
+from .generation_config import GenerationConfig
 from .layers import DecoderLayer, EncoderLayer
 from .layout import block_layout
 from .outputs import DecoderOutput, EncoderOutput, Seq2SeqModelOutput
@@ -37,6 +38,10 @@ class BigBirdPegasusPreTrainedModel(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
+        self.generation_config = GenerationConfig.from_model_config(config)
+
+    def tie_weights(self) -> None:
+        """Re-share tied parameters (after loading with `assign=True`); a class with ties overrides this."""
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **options: Any):

@@ -1,0 +1,95 @@
+"""GenerationConfig: the defaults of `generate`, read from generation_config.json or the model's config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import BigBirdPegasusConfig
+
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+
+@dataclass
+class GenerationConfig:
+    """The reference's generation keywords and defaults. Unknown keys are kept in `extra` and written back."""
+
+    max_length: int = 20
+    max_new_tokens: int | None = None
+    min_length: int = 0
+    min_new_tokens: int | None = None
+    early_stopping: bool | str = False
+    num_beams: int = 1
+    num_return_sequences: int = 1
+    length_penalty: float = 1.0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float | None = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    bad_words_ids: list[list[int]] | None = None
+    forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | list[int] | None = None
+    decoder_start_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    use_cache: bool = True
+    output_scores: bool = False
+    return_dict_in_generate: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)} - {"extra"}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GenerationConfig:
+        known = cls.field_names()
+        return cls(**{k: v for k, v in values.items() if k in known},
+                   extra={k: v for k, v in values.items() if k not in known})
+
+    @classmethod
+    def from_model_config(cls, config: BigBirdPegasusConfig) -> GenerationConfig:
+        """Special token ids from the model config, and any generation keys its config.json carries
+        (the published checkpoints keep `num_beams`, `length_penalty`, `max_length` there)."""
+        values = {k: v for k, v in config.extra.items() if k in cls.field_names()}
+        for name in ("decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id"):
+            values[name] = getattr(config, name)
+        return cls.from_dict(values)
+
+    def update(self, **overrides: Any) -> GenerationConfig:
+        """A copy with `overrides` applied (None leaves a value as it is); unknown names raise TypeError."""
+        unknown = set(overrides) - self.field_names()
+        if unknown:
+            raise TypeError(f"unknown generation argument(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the values that differ from the defaults, as the reference writes them."""
+        default = GenerationConfig()
+        out = {name: getattr(self, name) for name in sorted(self.field_names())
+               if getattr(self, name) != getattr(default, name)}
+        out.update(self.extra)
+        return out
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, GENERATION_CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> GenerationConfig:
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} does not hold a JSON object")
+        return cls.from_dict(values)
