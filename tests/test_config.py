@@ -1,0 +1,94 @@
+"""BigBirdPegasusConfig: the reference's fields and defaults, config.json both ways, validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import transformers
+
+from bigbird_pegasus import BigBirdPegasusConfig
+
+
+def test_defaults_equal_the_reference():
+    theirs = transformers.BigBirdPegasusConfig().to_dict()
+    ours = BigBirdPegasusConfig().to_dict()
+    for name, value in ours.items():
+        if name in ("id2label",):
+            continue
+        assert theirs[name] == value, name
+    fields = set(transformers.BigBirdPegasusConfig.__annotations__)
+    assert fields <= set(ours), fields - set(ours)
+
+
+def test_reference_config_json_opens_with_every_field(tmp_path):
+    reference = transformers.BigBirdPegasusConfig(d_model=64, encoder_layers=3, block_size=32, num_random_blocks=2,
+                                                  activation_function="gelu_fast", use_bias=True, num_labels=4)
+    reference.save_pretrained(tmp_path)
+    # the published checkpoints keep generation defaults in config.json
+    values = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(dict(values, length_penalty=0.8, num_beams=5)))
+    ours = BigBirdPegasusConfig.from_pretrained(tmp_path)
+    assert (ours.d_model, ours.encoder_layers, ours.block_size, ours.num_random_blocks) == (64, 3, 32, 2)
+    assert ours.activation_function == "gelu_fast" and ours.use_bias is True
+    assert ours.num_labels == 4 and ours.id2label[3] == "LABEL_3"
+    assert ours.length_penalty == 0.8 and ours.num_beams == 5          # kept from config.json
+    assert ours.architectures is None or isinstance(ours.architectures, list)
+
+
+def test_our_config_json_opens_in_the_reference(tmp_path):
+    ours = BigBirdPegasusConfig(d_model=48, encoder_attention_heads=6, attention_type="original_full",
+                                num_labels=3, custom_key="kept")
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.BigBirdPegasusConfig.from_pretrained(tmp_path)
+    assert (theirs.d_model, theirs.encoder_attention_heads, theirs.attention_type) == (48, 6, "original_full")
+    assert theirs.num_labels == 3 and theirs.custom_key == "kept"
+    on_disk = json.loads((tmp_path / "config.json").read_text())
+    assert on_disk["model_type"] == "bigbird_pegasus" and "random_attention" not in on_disk
+
+
+def test_unknown_keys_round_trip_and_aliases(tmp_path):
+    config = BigBirdPegasusConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=8, foo={"a": 1})
+    assert (config.d_model, config.encoder_layers, config.encoder_attention_heads) == (64, 3, 8)
+    assert config.hidden_size == 64 and config.num_hidden_layers == 3
+    config.save_pretrained(tmp_path)
+    again = BigBirdPegasusConfig.from_pretrained(tmp_path)
+    assert again.foo == {"a": 1} and again == config
+
+
+def test_our_options_round_trip(tmp_path):
+    BigBirdPegasusConfig(random_attention="fixed", num_random_blocks=0).save_pretrained(tmp_path)
+    again = BigBirdPegasusConfig.from_pretrained(tmp_path)
+    assert again.random_attention == "fixed" and again.num_random_blocks == 0
+
+
+@pytest.mark.parametrize("field,value", [
+    ("attention_type", "sparse"),
+    ("block_size", 0),
+    ("num_random_blocks", -1),
+    ("encoder_attention_heads", 7),
+    ("decoder_attention_heads", 5),
+    ("activation_function", "gelu_newest"),
+    ("random_attention", "sometimes"),
+    ("dropout", 1.5),
+    ("vocab_size", 0),
+])
+def test_invalid_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        BigBirdPegasusConfig(**{field: value})
+
+
+def test_another_model_type_is_refused(tmp_path):
+    transformers.BartConfig().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="model_type 'bart'"):
+        BigBirdPegasusConfig.from_pretrained(tmp_path)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
+        BigBirdPegasusConfig.from_pretrained(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        BigBirdPegasusConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        BigBirdPegasusConfig.from_pretrained(tmp_path)
