@@ -33,37 +33,46 @@ def masked_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class SparseMasks:
     """What block-sparse attention needs for one layout, built once per forward.
 
-    gather_index: (R * h * W,) rows of the (b, nb * h, bs, d) key blocks that the middle queries see.
-    middle_bias: (b * R, H, 1, W * bs) additive: log(count) for each key, the dtype's minimum for padding
+    Every query block q gets W key blocks (rows 0 and nb-1 reuse rows 1 and nb-2: they are recomputed
+    as global blocks, and one batched call over all nb rows avoids copying the queries).
+    block_index: rows of the key blocks to gather, (nb * W,) into (b, nb, bs*h*d) when the heads share
+        the layout, else (nb * h * W,) into head-major (b, nb*h, bs, d).
+    row_bias: (b * nb, H, 1, W * bs) additive: log(count) for each key, the dtype's minimum for padding
         and unused slots; H is 1 when the heads share the layout.
     global_bias: (b, 1, 1, n) padding bias for the two global query blocks, or None without padding.
     query_keep: (b, n, 1) 1.0 for real queries, 0.0 for padding (the reference zeroes their output).
     """
 
-    gather_index: torch.Tensor
-    middle_bias: torch.Tensor
+    block_index: torch.Tensor
+    row_bias: torch.Tensor
     global_bias: torch.Tensor | None
     query_keep: torch.Tensor | None
     width: int
+    shared_by_heads: bool
 
 
 def sparse_masks(layout: BlockLayout, key_valid: torch.Tensor | None, batch_size: int, num_heads: int,
                  block_size: int, dtype: torch.dtype) -> SparseMasks:
     """key_valid: (b, n) bool over the padded length, or None when no token is padding."""
-    rows, layout_heads, width = layout.key_blocks.shape
-    device = layout.key_blocks.device
-    heads = torch.arange(num_heads, device=device)
-    gather_index = layout.key_blocks.expand(rows, num_heads, width) * num_heads + heads[None, :, None]
-    allowed = (layout.counts > 0)[None, :, :, :, None]                        # (1, R, H, W, 1)
+    key_blocks = torch.cat([layout.key_blocks[:1], layout.key_blocks, layout.key_blocks[-1:]])   # (nb, H, W)
+    counts = torch.cat([layout.counts[:1], layout.counts, layout.counts[-1:]])
+    num_blocks, layout_heads, width = key_blocks.shape
+    if layout.shared_by_heads:
+        block_index = key_blocks[:, 0].reshape(-1)
+    else:
+        heads = torch.arange(num_heads, device=key_blocks.device)
+        block_index = (key_blocks * num_heads + heads[None, :, None]).reshape(-1)
+    allowed = (counts > 0)[None, :, :, :, None]                                  # (1, nb, H, W, 1)
     if key_valid is not None:
-        blocks_valid = key_valid.view(batch_size, -1, block_size)               # (b, nb, bs)
-        allowed = allowed & blocks_valid[:, layout.key_blocks]                  # (b, R, H, W, bs)
-    log_counts = layout.counts.clamp(min=1).log().to(dtype)[None, :, :, :, None]
+        blocks_valid = key_valid.view(batch_size, num_blocks, block_size)       # (b, nb, bs)
+        allowed = allowed & blocks_valid[:, key_blocks]                         # (b, nb, H, W, bs)
+    log_counts = counts.clamp(min=1).log().to(dtype)[None, :, :, :, None]
     bias = log_counts.masked_fill(~allowed, torch.finfo(dtype).min)
-    bias = bias.expand(batch_size, rows, layout_heads, width, block_size)
-    middle_bias = bias.reshape(batch_size * rows, layout_heads, 1, width * block_size)
+    bias = bias.expand(batch_size, num_blocks, layout_heads, width, block_size)
+    row_bias = bias.reshape(batch_size * num_blocks, layout_heads, 1, width * block_size)
     query_keep = None if key_valid is None else key_valid[:, :, None].to(dtype)
-    return SparseMasks(gather_index.reshape(-1), middle_bias, padding_bias(key_valid, dtype), query_keep, width)
+    return SparseMasks(block_index, row_bias, padding_bias(key_valid, dtype), query_keep, width,
+                       layout.shared_by_heads)
 
 
 def causal_bias(query_len: int, past_len: int, key_valid: torch.Tensor | None, dtype: torch.dtype,
@@ -135,39 +144,42 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ma
                            num_heads: int, block_size: int) -> torch.Tensor:
     """BigBird ITC attention. q, k, v: (b, n, h * d) with n a multiple of block_size -> (b, n, h * d).
 
-    The two global query blocks attend to every key in one SDPA call. All middle query blocks attend to
-    their gathered key blocks in a second, batched SDPA call: one gather, no loop over blocks.
+    One batched SDPA call for every query block over its gathered key blocks (a single gather, no loop
+    over blocks), one for the two global query blocks over all keys; then the global rows replace
+    theirs.
     """
     b, n, hidden = q.shape
     h, bs = num_heads, block_size
     d, nb = hidden // h, n // bs
-    rows = nb - 2
 
-    q_blocks = q.view(b, nb, bs, h, d)
-    q_global = q_blocks[:, [0, nb - 1]].reshape(b, 2 * bs, h, d).transpose(1, 2)      # (b, h, 2bs, d)
-    k_all = k.view(b, n, h, d).transpose(1, 2)                                         # (b, h, n, d)
+    q_rows = q.view(b * nb, bs, h, d).transpose(1, 2)                                   # (b*nb, h, bs, d)
+    k_rows = _gather_key_blocks(k, masks, b, nb, bs, h, d)                              # (b*nb, h, W*bs, d)
+    v_rows = _gather_key_blocks(v, masks, b, nb, bs, h, d)
+    rows = F.scaled_dot_product_attention(q_rows, k_rows, v_rows, attn_mask=masks.row_bias)
+    rows = rows.transpose(1, 2).reshape(b, nb, bs, hidden)                              # (b, nb, bs, h*d)
+
+    q_global = q.view(b, nb, bs, h, d)[:, [0, nb - 1]].reshape(b, 2 * bs, h, d).transpose(1, 2)
+    k_all = k.view(b, n, h, d).transpose(1, 2)                                          # (b, h, n, d)
     v_all = v.view(b, n, h, d).transpose(1, 2)
-    out_global = F.scaled_dot_product_attention(q_global, k_all, v_all, attn_mask=masks.global_bias)
+    global_rows = F.scaled_dot_product_attention(q_global, k_all, v_all, attn_mask=masks.global_bias)
+    global_rows = global_rows.transpose(1, 2).reshape(b, 2, bs, hidden)                  # (b, 2, bs, h*d)
 
-    q_middle = q_blocks[:, 1:-1].permute(0, 1, 3, 2, 4).reshape(b * rows, h, bs, d)   # (bR, h, bs, d)
-    k_middle = _gather_blocks(k, masks.gather_index, b, nb, bs, h, d, rows, masks.width)
-    v_middle = _gather_blocks(v, masks.gather_index, b, nb, bs, h, d, rows, masks.width)
-    out_middle = F.scaled_dot_product_attention(q_middle, k_middle, v_middle, attn_mask=masks.middle_bias)
-
-    out_global = out_global.view(b, h, 2, bs, d).permute(0, 2, 3, 1, 4)                # (b, 2, bs, h, d)
-    out_middle = out_middle.view(b, rows, h, bs, d).transpose(2, 3)                     # (b, R, bs, h, d)
-    context = torch.cat([out_global[:, :1], out_middle, out_global[:, 1:]], dim=1)      # (b, nb, bs, h, d)
-    context = context.view(b, n, hidden)
+    context = torch.cat([global_rows[:, :1], rows[:, 1:-1], global_rows[:, 1:]], dim=1).view(b, n, hidden)
     if masks.query_keep is not None:
         context = context * masks.query_keep
     return context
 
 
-def _gather_blocks(x: torch.Tensor, index: torch.Tensor, b, nb, bs, h, d, rows, width) -> torch.Tensor:
-    """x: (b, n, h * d) -> the key blocks of every middle row, (b * R, h, W * bs, d)."""
-    blocks = x.view(b, nb, bs, h, d).transpose(2, 3).reshape(b, nb * h, bs, d)          # (b, nb*h, bs, d)
-    gathered = blocks.index_select(1, index)                                             # (b, R*h*W, bs, d)
-    return gathered.view(b * rows, h, width * bs, d)
+def _gather_key_blocks(x: torch.Tensor, masks: SparseMasks, b, nb, bs, h, d) -> torch.Tensor:
+    """x: (b, n, h * d) -> the W key blocks of every query block, (b * nb, h, W * bs, d)."""
+    width = masks.width
+    if masks.shared_by_heads:
+        blocks = x.reshape(b, nb, bs * h * d)                                            # all heads at once
+        gathered = blocks.index_select(1, masks.block_index)                             # (b, nb*W, bs*h*d)
+        return gathered.view(b * nb, width * bs, h, d).transpose(1, 2)
+    blocks = x.view(b, nb, bs, h, d).transpose(2, 3).reshape(b, nb * h, bs, d)           # head-major
+    gathered = blocks.index_select(1, masks.block_index)                                 # (b, nb*h*W, bs, d)
+    return gathered.view(b * nb, h, width * bs, d)
 
 
 # -- decoder attention ----------------------------------------------------------------------------------
