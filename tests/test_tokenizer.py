@@ -111,7 +111,7 @@ def test_truncating_long_documents_matches_reference(ours, reference):
     documents.append("<mask_1>  " + "\t".join(english_paragraphs(40, seed=5)) + "  </s>")
     documents.append("東京" * 5000 + " end")
     documents.append(encode_newlines("\n".join(english_paragraphs(60, seed=6))))
-    documents.append("word" + " " * 30 + "word " * 3000)  # few tokens per character: the head is too short
+    documents.append(("word" + " " * 30) * 1000)  # few tokens per character: the head alone is too short
     for max_length in (1, 2, 3, 17, 250, 511, 4096):
         expected = reference(documents, truncation=True, max_length=max_length, padding=True)
         assert ours(documents, truncation=True, max_length=max_length, padding=True) == dict(expected), max_length
