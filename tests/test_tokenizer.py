@@ -20,6 +20,7 @@ SAMPLES = [
     " ".join(UNICODE_SENTENCES),
     "Line one\nLine two\n\n\tIndented  text   with    spaces \t and tabs\r\nthe end  ",
     "Masks: <mask_1> sentence, <mask_2>word, eos </s> mid-text, <pad> padding and <unk> <unk_7> too</s>",
+    "Spaced punctuation , like this . Isn 't it ? They 're sure ! It 's 'quoted' .",
     "Unseen symbols: Ωμέγα ∑ 🦜 ﬁ ① ｆｕｌｌｗｉｄｔｈ",
     encode_newlines("A title\nFirst paragraph.\nSecond paragraph with the <n> symbol."),
     "",

@@ -18,7 +18,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import sentencepiece
+import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 
@@ -160,12 +162,12 @@ class PegasusTokenizer:
         if limit is not None and limit < 0:
             raise ValueError(f"max_length={cut_to} leaves no room for the {len(eos)} special token(s)")
         rows = [ids + eos for ids in self._encode_ids(texts, limit)]
-        target = max(map(len, rows), default=0) if pad_to == "longest" else pad_to
-        masks = [[1] * len(ids) + [0] * max(0, (target or 0) - len(ids)) for ids in rows]
-        rows = [ids + [self.pad_token_id] * (len(mask) - len(ids)) for ids, mask in zip(rows, masks)]
+        width = max(map(len, rows), default=0) if pad_to == "longest" else (pad_to or 0)
         if return_tensors == "pt":
-            rows, masks = _as_tensor(rows), _as_tensor(masks)
-        elif isinstance(text, str):
+            return BatchEncoding(zip(("input_ids", "attention_mask"), _padded_tensors(rows, width, self.pad_token_id)))
+        masks = [[1] * len(ids) + [0] * (width - len(ids)) for ids in rows]
+        rows = [ids + [self.pad_token_id] * (width - len(ids)) for ids in rows]
+        if isinstance(text, str):
             rows, masks = rows[0], masks[0]
         return BatchEncoding(input_ids=rows, attention_mask=masks)
 
@@ -263,11 +265,6 @@ class PegasusTokenizer:
 
     def __len__(self) -> int:
         return self._backend.get_vocab_size(with_added_tokens=True)
-
-    @property
-    def backend_tokenizer(self) -> Tokenizer:
-        """The underlying `tokenizers.Tokenizer`."""
-        return self._backend
 
     pad_token = property(lambda self: self.special.pad)
     eos_token = property(lambda self: self.special.eos)
@@ -397,9 +394,14 @@ def _token_content(value) -> str:
     return value["content"] if isinstance(value, dict) else str(value)
 
 
-def _as_tensor(rows: list[list[int]]):
-    if len({len(row) for row in rows}) > 1:
+def _padded_tensors(rows: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`input_ids` and `attention_mask` tensors with rows right-padded to `width` (longer rows must agree)."""
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    padded = np.maximum(lengths, width)
+    if padded.size and padded.min() != padded.max():
         raise ValueError("Sequences have different lengths; pass padding=True (or truncation) to return tensors")
-    import torch
-
-    return torch.tensor(rows, dtype=torch.long)
+    ids = np.full((len(rows), int(padded.max(initial=0))), pad_id, dtype=np.int64)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)] = row
+    mask = (np.arange(ids.shape[1]) < lengths[:, None]).astype(np.int64)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
