@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import shutil
@@ -10,6 +11,7 @@ import pytest
 import sentencepiece
 import torch
 import transformers
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
 from bigbird_pegasus.tokenizer import PegasusTokenizer, decode_newlines, encode_newlines
 from spm_fixtures import UNICODE_SENTENCES, english_paragraphs, long_document, train_pegasus_spm
@@ -160,6 +162,20 @@ def test_reference_loads_what_we_save(ours, reference, tmp_path):
     assert reloaded.decode(ids, skip_special_tokens=True) == reference.decode(ids, skip_special_tokens=True)
 
 
+def test_legacy_tokenizer_json_gets_the_reference_pipeline(reference_saved_dir, reference, tmp_path):
+    """Older hub files carry other normalizers/pre-tokenizers and settings; the reference rebuilds its own."""
+    legacy = Tokenizer.from_file(str(reference_saved_dir / "tokenizer.json"))
+    data = json.loads(legacy.to_str())
+    charsmap = base64.b64decode(data["normalizer"]["normalizers"][0]["precompiled_charsmap"])
+    legacy.normalizer = normalizers.Precompiled(charsmap)
+    legacy.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
+    legacy.enable_truncation(16)
+    legacy.save(str(tmp_path / "tokenizer.json"))
+    shutil.copy(reference_saved_dir / "tokenizer_config.json", tmp_path)
+    expected = transformers.PegasusTokenizer.from_pretrained(tmp_path)(SAMPLES)["input_ids"]
+    assert PegasusTokenizer.from_pretrained(tmp_path)(SAMPLES)["input_ids"] == expected == reference(SAMPLES)["input_ids"]
+
+
 def test_saving_copies_the_sentencepiece_model(spm_dir, reference, tmp_path):
     PegasusTokenizer.from_pretrained(spm_dir).save_pretrained(tmp_path)
     assert (tmp_path / "spiece.model").read_bytes() == (spm_dir / "spiece.model").read_bytes()
@@ -211,7 +227,7 @@ def test_offline_without_cache_says_how_to_fix_it(tmp_path, monkeypatch):
 
 def test_missing_or_empty_folder_names_the_folder_and_files(tmp_path):
     missing = tmp_path / "does-not-exist"
-    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+    with pytest.raises(FileNotFoundError, match=r"does-not-exist.*tokenizer\.json.*spiece\.model"):
         PegasusTokenizer.from_pretrained(missing)
     with pytest.raises(FileNotFoundError, match=rf"{tmp_path.name}.*tokenizer\.json.*spiece\.model"):
         PegasusTokenizer.from_pretrained(tmp_path)

@@ -24,6 +24,8 @@ import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 
+from .hub import is_local
+
 TOKENIZER_FILE = "tokenizer.json"
 SPM_FILE = "spiece.model"
 CONFIG_FILE = "tokenizer_config.json"
@@ -113,10 +115,14 @@ class PegasusTokenizer:
     # ---- loading and saving -------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,
+    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None,
                         local_files_only: bool | None = None) -> PegasusTokenizer:
-        """Load from a local folder or a Hugging Face Hub id (tokenizer.json preferred, else spiece.model)."""
-        folder = _resolve_folder(str(name_or_path), revision, cache_dir, local_files_only)
+        """Load from a local folder or a Hugging Face Hub id (tokenizer.json preferred, else spiece.model).
+
+        Hub files go through the shared cache; with HF_HUB_OFFLINE=1 only cached files are used.
+        """
+        folder = _tokenizer_folder(name_or_path, revision, cache_dir, local_files_only)
         config = {**_read_json(folder / CONFIG_FILE), **_read_json(folder / SPECIAL_TOKENS_FILE)}
         special = SpecialTokens.from_config(config)
         spm_file = folder / SPM_FILE
@@ -354,26 +360,27 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
             return value, position
 
 
-def _resolve_folder(name: str, revision, cache_dir, local_files_only) -> Path:
-    """A local folder as is; otherwise the cached or downloaded Hub snapshot of the tokenizer files."""
-    folder = Path(name).expanduser()
-    if folder.is_dir():
+def _tokenizer_folder(name_or_path, revision, cache_dir, local_files_only) -> Path:
+    """A local folder as is; for a Hub id, the cached (or freshly downloaded) snapshot of the tokenizer files."""
+    if is_local(name_or_path):
+        folder = Path(name_or_path).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"Tokenizer folder {folder} does not exist "
+                                    f"(expected it to hold {TOKENIZER_FILE} or {SPM_FILE})")
         return folder
-    if folder.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or folder.exists():
-        raise FileNotFoundError(f"Tokenizer folder {name} does not exist (looked for {TOKENIZER_FILE} or {SPM_FILE} in it)")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     offline = bool(local_files_only) or os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
     patterns = [TOKENIZER_FILE, SPM_FILE, CONFIG_FILE, SPECIAL_TOKENS_FILE]
     try:
-        return Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, allow_patterns=patterns,
-                                      local_files_only=offline))
-    except LocalEntryNotFoundError as error:
+        return Path(snapshot_download(str(name_or_path), revision=revision, cache_dir=cache_dir,
+                                      allow_patterns=patterns, local_files_only=offline))
+    except LocalEntryNotFoundError:
         raise OSError(
-            f"Cannot load tokenizer {name!r}: offline (HF_HUB_OFFLINE=1 or local_files_only=True) and it is not in "
-            f"the Hugging Face cache. Set HF_HUB_OFFLINE=0 to download it, download it beforehand "
-            f"(`hf download {name}`), or pass a local folder with {TOKENIZER_FILE} or {SPM_FILE}.") from error
+            f"Cannot load the tokenizer of {name_or_path!r}: offline (HF_HUB_OFFLINE=1 or local_files_only=True) "
+            f"and it is not in the Hugging Face cache. Set HF_HUB_OFFLINE=0 to download it, download it beforehand "
+            f"(`hf download {name_or_path}`), or pass a local folder with {TOKENIZER_FILE} or {SPM_FILE}.") from None
 
 
 def _is_word_end(char: str) -> bool:
