@@ -47,7 +47,7 @@ def encode_newlines(text: str) -> str:
 
 def decode_newlines(text: str) -> str:
     """Inverse of `encode_newlines`: turn each `<n>` (and one space before it) back into "\\n"."""
-    return re.sub(r" ?" + re.escape(NEWLINE_SYMBOL), "\n", text)
+    return re.sub(r" ?<n>", "\n", text)
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,9 @@ class SpecialTokens:
     @classmethod
     def from_config(cls, config: dict) -> SpecialTokens:
         """Read token names and offset from merged tokenizer_config/special_tokens_map values."""
-        names = {"pad": "pad_token", "eos": "eos_token", "unk": "unk_token", "mask": "mask_token", "mask_sent": "mask_token_sent"}
-        found = {field: _token_content(config[key]) for field, key in names.items() if config.get(key)}
+        keys = {"pad": "pad_token", "eos": "eos_token", "unk": "unk_token", "mask": "mask_token",
+                "mask_sent": "mask_token_sent"}
+        found = {field: _token_content(config[key]) for field, key in keys.items() if config.get(key)}
         return cls(**found, offset=int(config.get("offset", cls.offset)))
 
     def reserved(self) -> list[str]:
@@ -101,8 +102,10 @@ class BatchEncoding(dict):
 class PegasusTokenizer:
     """PEGASUS / BigBird-Pegasus tokenizer with the reference's ids, padding and decoding."""
 
-    def __init__(self, backend: Tokenizer, special: SpecialTokens = SpecialTokens(), model_max_length: int = NO_MAX_LENGTH,
-                 clean_up_tokenization_spaces: bool = False, spm_file: str | None = None):
+    def __init__(self, backend: Tokenizer, special: SpecialTokens = SpecialTokens(),
+                 model_max_length: int = NO_MAX_LENGTH, clean_up_tokenization_spaces: bool = False,
+                 spm_file: str | None = None):
+        """Wrap a `tokenizers.Tokenizer`; use `from_pretrained` to build one from files."""
         backend.no_padding()
         backend.no_truncation()
         self._backend = backend
@@ -144,8 +147,9 @@ class PegasusTokenizer:
         s = self.special
         token_map = {"pad_token": s.pad, "eos_token": s.eos, "unk_token": s.unk, "mask_token": s.mask,
                      "additional_special_tokens": [s.mask_sent] + s.unused()}
-        config = {"tokenizer_class": "PegasusTokenizer", **token_map, "mask_token_sent": s.mask_sent, "offset": s.offset,
-                  "model_max_length": self.model_max_length, "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+        config = {"tokenizer_class": "PegasusTokenizer", **token_map, "mask_token_sent": s.mask_sent,
+                  "offset": s.offset, "model_max_length": self.model_max_length,
+                  "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
         written = [folder / TOKENIZER_FILE, folder / CONFIG_FILE, folder / SPECIAL_TOKENS_FILE]
         written[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written[2].write_text(json.dumps(token_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -180,7 +184,8 @@ class PegasusTokenizer:
     def encode(self, text: str, add_special_tokens: bool = True, truncation: bool | str | None = None,
                max_length: int | None = None) -> list[int]:
         """Token ids of one text (with `</s>` unless `add_special_tokens=False`)."""
-        return self(text, truncation=truncation, max_length=max_length, add_special_tokens=add_special_tokens)["input_ids"]
+        encoding = self(text, truncation=truncation, max_length=max_length, add_special_tokens=add_special_tokens)
+        return encoding["input_ids"]
 
     def tokenize(self, text: str) -> list[str]:
         """Token strings of one text, without special tokens added."""
@@ -193,22 +198,27 @@ class PegasusTokenizer:
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding={padding!r}; use False, True, 'longest', 'max_length' or 'do_not_pad'")
         if truncation not in (None, False, True, "longest_first", "only_first", "do_not_truncate"):
-            raise ValueError(f"truncation={truncation!r}; use True, False, 'longest_first', 'only_first' or 'do_not_truncate'")
+            raise ValueError(f"truncation={truncation!r}; use True, False, 'longest_first', 'only_first' "
+                             "or 'do_not_truncate'")
         default_length = None if self.model_max_length > _UNLIMITED_ABOVE else self.model_max_length
         pad_to = {True: "longest", "longest": "longest", "max_length": max_length or default_length}.get(padding)
         truncating = truncation not in (None, False, "do_not_truncate")
         return pad_to, (max_length or default_length) if truncating else None
 
     def _encode_ids(self, texts: list[str], limit: int | None) -> list[list[int]]:
-        """Ids without special tokens added, cut to `limit`; long texts truncated early are encoded by their head only."""
+        """Ids without special tokens, cut to `limit`; a text cut short is encoded by its head when that suffices."""
         if limit is None:
-            return [encoding.ids for encoding in self._backend.encode_batch_fast(texts, add_special_tokens=False)]
+            return self._encode_batch(texts)
         heads = [self._head(text, limit) for text in texts]
-        ids = [encoding.ids for encoding in self._backend.encode_batch_fast(heads, add_special_tokens=False)]
+        ids = self._encode_batch(heads)
         redo = [i for i, (head, text) in enumerate(zip(heads, texts)) if len(ids[i]) < limit and head != text]
-        for i, encoding in zip(redo, self._backend.encode_batch_fast([texts[i] for i in redo], add_special_tokens=False)):
-            ids[i] = encoding.ids
+        for i, full in zip(redo, self._encode_batch([texts[i] for i in redo])):
+            ids[i] = full
         return [row[:limit] for row in ids]
+
+    def _encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Ids of each text, without special tokens, encoded in parallel by the Rust backend."""
+        return [encoding.ids for encoding in self._backend.encode_batch_fast(texts, add_special_tokens=False)]
 
     def _head(self, text: str, limit: int) -> str:
         """A prefix of `text` whose tokens are exactly the first tokens of the whole text.
@@ -227,7 +237,8 @@ class PegasusTokenizer:
 
     # ---- decoding -------------------------------------------------------------------------
 
-    def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None) -> str:
+    def decode(self, token_ids, skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None) -> str:
         """Text of a sequence of ids (list, tensor or single int)."""
         ids = token_ids.tolist() if hasattr(token_ids, "tolist") else token_ids
         text = self._backend.decode([ids] if isinstance(ids, int) else ids, skip_special_tokens=skip_special_tokens)
@@ -288,9 +299,11 @@ def _backend_from_spm(path: Path, special: SpecialTokens) -> Tokenizer:
     """Build the backend from a SentencePiece model, shifting piece ids by `special.offset`."""
     processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
     pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(2, processor.get_piece_size())]
-    vocab = [(token, 0.0) for token in special.reserved()[:4]] + [(token, -100.0) for token in special.unused()] + pieces
+    reserved = [(token, 0.0) for token in special.reserved()[:4]] + [(token, -100.0) for token in special.unused()]
+    vocab = reserved + pieces
     backend = Tokenizer(Unigram(vocab, unk_id=processor.unk_id() + special.offset, byte_fallback=False))
-    return _with_pegasus_pipeline(backend, _spm_charsmap(path.read_bytes()), special)
+    normalizer_spec = _proto_bytes_field(path.read_bytes(), 3) or b""
+    return _with_pegasus_pipeline(backend, _proto_bytes_field(normalizer_spec, 2), special)
 
 
 def _backend_from_tokenizer_json(path: Path, special: SpecialTokens) -> Tokenizer:
@@ -324,14 +337,11 @@ def _with_pegasus_pipeline(backend: Tokenizer, charsmap: bytes | str | None, spe
     return backend
 
 
-def _spm_charsmap(model: bytes) -> bytes:
-    """`normalizer_spec.precompiled_charsmap` of a serialized SentencePiece ModelProto (empty if none)."""
-    normalizer_spec = _proto_bytes_field(model, 3) or b""
-    return _proto_bytes_field(normalizer_spec, 2) or b""
-
-
 def _proto_bytes_field(message: bytes, wanted: int) -> bytes | None:
-    """First length-delimited field number `wanted` of a protobuf message (no protobuf dependency)."""
+    """First length-delimited field number `wanted` of a protobuf message (no protobuf dependency).
+
+    Used to read `ModelProto.normalizer_spec` (3) and its `precompiled_charsmap` (2).
+    """
     position = 0
     while position < len(message):
         key, position = _varint(message, position)
