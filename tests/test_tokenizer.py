@@ -68,7 +68,8 @@ def ours(request, spm_dir, reference_saved_dir):
 
 
 def test_vocabulary_layout_shifts_sentencepiece_ids_by_offset(ours, spm_dir):
-    assert ours.convert_ids_to_tokens([0, 1, 2, 3, 4, 104]) == ["<pad>", "</s>", "<mask_1>", "<mask_2>", "<unk_2>", "<unk_102>"]
+    expected = ["<pad>", "</s>", "<mask_1>", "<mask_2>", "<unk_2>", "<unk_102>"]
+    assert ours.convert_ids_to_tokens([0, 1, 2, 3, 4, 104]) == expected
     processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_dir / "spiece.model"))
     text = "The committee approved the annual budget for public transport.<n>Critics said the figures were incomplete."
     assert ours.encode(text) == [i + 103 if i > 1 else i for i in processor.encode(text)] + [1]
@@ -173,7 +174,8 @@ def test_legacy_tokenizer_json_gets_the_reference_pipeline(reference_saved_dir, 
     legacy.save(str(tmp_path / "tokenizer.json"))
     shutil.copy(reference_saved_dir / "tokenizer_config.json", tmp_path)
     expected = transformers.PegasusTokenizer.from_pretrained(tmp_path)(SAMPLES)["input_ids"]
-    assert PegasusTokenizer.from_pretrained(tmp_path)(SAMPLES)["input_ids"] == expected == reference(SAMPLES)["input_ids"]
+    assert expected == reference(SAMPLES)["input_ids"]
+    assert PegasusTokenizer.from_pretrained(tmp_path)(SAMPLES)["input_ids"] == expected
 
 
 def test_saving_copies_the_sentencepiece_model(spm_dir, reference, tmp_path):
@@ -187,8 +189,10 @@ def test_config_files_set_max_length_and_clean_up(spm_dir, tmp_path):
     shutil.copy(spm_dir / "spiece.model", tmp_path)
     config = {"model_max_length": 64, "clean_up_tokenization_spaces": True, "tokenizer_class": "PegasusTokenizer"}
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
-    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"eos_token": {"content": "</s>"}, "pad_token": "<pad>"}))
-    ours, reference = PegasusTokenizer.from_pretrained(tmp_path), transformers.PegasusTokenizer.from_pretrained(tmp_path)
+    token_map = {"eos_token": {"content": "</s>"}, "pad_token": "<pad>"}
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps(token_map))
+    ours = PegasusTokenizer.from_pretrained(tmp_path)
+    reference = transformers.PegasusTokenizer.from_pretrained(tmp_path)
     assert ours.model_max_length == reference.model_max_length == 64
     for options in (dict(truncation=True), dict(padding="max_length", truncation=True)):
         assert ours(SAMPLES, **options) == dict(reference(SAMPLES, **options))
@@ -219,10 +223,12 @@ def test_hub_id_resolves_from_the_cache_when_offline(spm_dir, reference, tmp_pat
     assert loaded(SAMPLES)["input_ids"] == reference(SAMPLES)["input_ids"]
 
 
-def test_offline_without_cache_says_how_to_fix_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("offline", [dict(env="1"), dict(env="0", local_files_only=True)], ids=["env", "argument"])
+def test_offline_without_cache_says_how_to_fix_it(tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline["env"])
     with pytest.raises(OSError, match=r"offline.*HF_HUB_OFFLINE=0.*local folder"):
-        PegasusTokenizer.from_pretrained("acme/not-downloaded", cache_dir=tmp_path)
+        PegasusTokenizer.from_pretrained("acme/not-downloaded", cache_dir=tmp_path,
+                                         local_files_only=offline.get("local_files_only"))
 
 
 def test_missing_or_empty_folder_names_the_folder_and_files(tmp_path):
