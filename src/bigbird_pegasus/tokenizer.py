@@ -200,10 +200,10 @@ class PegasusTokenizer:
         if truncation not in (None, False, True, "longest_first", "only_first", "do_not_truncate"):
             raise ValueError(f"truncation={truncation!r}; use True, False, 'longest_first', 'only_first' "
                              "or 'do_not_truncate'")
-        default_length = None if self.model_max_length > _UNLIMITED_ABOVE else self.model_max_length
-        pad_to = {True: "longest", "longest": "longest", "max_length": max_length or default_length}.get(padding)
-        truncating = truncation not in (None, False, "do_not_truncate")
-        return pad_to, (max_length or default_length) if truncating else None
+        if max_length is None and self.model_max_length <= _UNLIMITED_ABOVE:
+            max_length = self.model_max_length
+        pad_to = {True: "longest", "longest": "longest", "max_length": max_length}.get(padding)
+        return pad_to, max_length if truncation not in (None, False, "do_not_truncate") else None
 
     def _encode_ids(self, texts: list[str], limit: int | None) -> list[list[int]]:
         """Ids without special tokens, cut to `limit`; a text cut short is encoded by its head when that suffices."""
