@@ -19,6 +19,7 @@ from .heads import (
     BigBirdPegasusForSequenceClassification,
 )
 from .model import BigBirdPegasusModel, BigBirdPegasusPreTrainedModel
+from .tokenizer import PegasusTokenizer, decode_newlines, encode_newlines
 
 __all__ = [
     "BigBirdPegasusConfig",
@@ -28,4 +29,7 @@ __all__ = [
     "BigBirdPegasusForSequenceClassification",
     "BigBirdPegasusModel",
     "BigBirdPegasusPreTrainedModel",
+    "PegasusTokenizer",
+    "decode_newlines",
+    "encode_newlines",
 ]
