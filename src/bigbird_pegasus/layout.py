@@ -41,6 +41,7 @@ class BlockLayout:
         return self.key_blocks.shape[1] == 1
 
 
+@torch.compiler.assume_constant_result
 def block_layout(
     seq_len: int,
     block_size: int,
@@ -52,7 +53,8 @@ def block_layout(
     device: torch.device | str = "cpu",
 ) -> BlockLayout:
     """The layout of one layer for a padded length; `seeded` draws the training-mode random blocks,
-    otherwise every random block is block 0 (the reference's eval mode)."""
+    otherwise every random block is block 0 (the reference's eval mode). Under `torch.compile` the
+    result is a constant of the graph (it depends on Python values only)."""
     layout = _cpu_layout(seq_len, block_size, num_random_blocks, num_heads if seeded else 1,
                          layer_index if seeded else 0, max_seq_len, seeded)
     if torch.device(device).type == "cpu":

@@ -24,7 +24,8 @@ _warned: set[str] = set()
 
 
 def warn_once(message: str) -> None:
-    if message not in _warned:
+    """Log `message` the first time only; silent while torch.compile traces (logging breaks graphs)."""
+    if not torch.compiler.is_compiling() and message not in _warned:
         _warned.add(message)
         logger.warning(message)
 
@@ -168,20 +169,20 @@ class BigBirdPegasusEncoder(nn.Module):
 
     def _sparse_masks(self, length: int, key_valid: torch.Tensor | None, batch: int, dtype: torch.dtype,
                       device: torch.device) -> list[SparseMasks]:
-        """One SparseMasks per layer; layers that share a layout share the object (all of them in eval)."""
+        """One SparseMasks per layer. Seeded layouts differ per layer; otherwise (eval mode) every layer
+        has the same layout and shares one SparseMasks."""
         config = self.config
         seeded = self.training or config.random_attention == "fixed"
-        built: dict[int, SparseMasks] = {}
-        masks = []
-        for index in range(len(self.layers)):
+
+        def masks_of_layer(index: int) -> SparseMasks:
             layout = block_layout(length, config.block_size, config.num_random_blocks,
                                   config.encoder_attention_heads, index, config.max_position_embeddings,
                                   seeded, device)
-            if id(layout) not in built:
-                built[id(layout)] = sparse_masks(layout, key_valid, batch, config.encoder_attention_heads,
-                                                 config.block_size, dtype)
-            masks.append(built[id(layout)])
-        return masks
+            return sparse_masks(layout, key_valid, batch, config.encoder_attention_heads, config.block_size, dtype)
+
+        if not seeded:
+            return [masks_of_layer(0)] * len(self.layers)
+        return [masks_of_layer(index) for index in range(len(self.layers))]
 
 
 class BigBirdPegasusDecoder(nn.Module):
