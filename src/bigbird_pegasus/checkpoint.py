@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .config import CONFIG_NAME, BigBirdPegasusConfig
 from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig
@@ -67,7 +68,7 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype 
     requested_dtype = _requested_dtype(dtype)
     config = BigBirdPegasusConfig.from_pretrained(name_or_path, **hub)
     state = read_weights(find_weight_files(name_or_path, **hub))
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipRandomInitOnMeta():
         model = cls(config)
     state = _in_model_layout(state, model)
     source = describe(name_or_path, local_files_only)
@@ -82,6 +83,20 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype 
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+class _SkipRandomInitOnMeta(TorchFunctionMode):
+    """Skips `normal_` on meta tensors while a model is built for loading: its values are about to be
+    replaced, and torch runs `normal_` on meta through a path that imports torch._dynamo (~2 s and ~80 MiB,
+    once per process)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) == "normal_":
+            tensor = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by keyword
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
 def find_weight_files(name_or_path: str | os.PathLike, **hub: Any) -> list[str]:
