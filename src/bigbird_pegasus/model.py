@@ -45,18 +45,25 @@ class BigBirdPegasusPreTrainedModel(nn.Module):
         """Re-share tied parameters (after loading with `assign=True`); a class with ties overrides this."""
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **options: Any):
-        """A model from a folder or hub id saved by this library or by `transformers`
-        (see `bigbird_pegasus.checkpoint.load_pretrained` for the options)."""
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
+                        device: str | torch.device | None = None, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
+                        strict: bool = True):
+        """A model, in eval mode, from a folder or hub id saved by this library or by `transformers`
+        (safetensors, sharded or not, or pytorch_model.bin). dtype: a torch.dtype or its name; None or
+        "auto" keep the file's. strict=False accepts missing or unexpected keys, with a warning.
+        See `bigbird_pegasus.checkpoint.load_pretrained`."""
         from .checkpoint import load_pretrained
 
-        return load_pretrained(cls, name_or_path, **options)
+        return load_pretrained(cls, name_or_path, dtype=dtype, device=device, revision=revision,
+                               cache_dir=cache_dir, local_files_only=local_files_only, strict=strict)
 
-    def save_pretrained(self, folder: str | os.PathLike, **options: Any) -> None:
-        """config.json, generation_config.json and safetensors weights that `transformers` opens too."""
+    def save_pretrained(self, folder: str | os.PathLike, *, max_shard_size: int | str = "5GB") -> None:
+        """config.json, generation_config.json and safetensors weights that `transformers` opens too, sharded
+        above `max_shard_size` (bytes, or a string such as "200MB")."""
         from .checkpoint import save_pretrained
 
-        save_pretrained(self, folder, **options)
+        save_pretrained(self, folder, max_shard_size=max_shard_size)
 
     def init_weights(self, *modules: nn.Module) -> None:
         """The reference's initialisation of `modules` (default: the whole model): N(0, init_std) weights,
