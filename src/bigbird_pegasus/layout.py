@@ -41,7 +41,6 @@ class BlockLayout:
         return self.key_blocks.shape[1] == 1
 
 
-@torch.compiler.assume_constant_result
 def block_layout(
     seq_len: int,
     block_size: int,
@@ -60,6 +59,12 @@ def block_layout(
     if torch.device(device).type == "cpu":
         return layout
     return _device_layout(layout, str(device))
+
+
+# What `torch.compiler.assume_constant_result(block_layout)` does, without importing torch._dynamo at
+# import time (seconds and ~80 MiB): under torch.compile the layout becomes a constant of the graph.
+# tests/test_compile.py compiles the encoder with fullgraph=True, which fails if this stops working.
+block_layout._dynamo_marked_constant = True
 
 
 @functools.lru_cache(maxsize=256)
