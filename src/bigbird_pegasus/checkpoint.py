@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import BigBirdPegasusConfig
+from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig
 from .hub import resolve_file
 
 WEIGHTS_NAME = "model.safetensors"
@@ -32,6 +33,9 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype 
         for name in copies:
             state.setdefault(name, state.get(canonical))
     model.load_state_dict(state, strict=strict)
+    generation_file = resolve_file(name_or_path, GENERATION_CONFIG_NAME, required=False, **hub_options)
+    if generation_file is not None:  # else the defaults stay those derived from config.json
+        model.generation_config = GenerationConfig.from_json_file(generation_file)
     if dtype is not None or device is not None:
         model.to(device=device, dtype=dtype)
     return model.eval()
@@ -40,6 +44,7 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype 
 def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> None:
     os.makedirs(folder, exist_ok=True)
     model.config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
     state = model.state_dict()
     for _, *copies in tied_groups(model):
         for name in copies:
