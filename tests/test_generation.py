@@ -179,7 +179,8 @@ def test_options_match_reference(models, options):
 
 REFERENCE_PROCESSORS = transformers.generation.logits_process
 PROCESSORS = {
-    "repetition_penalty": (lambda: RepetitionPenalty(1.7), lambda: REFERENCE_PROCESSORS.RepetitionPenaltyLogitsProcessor(1.7)),
+    "repetition_penalty": (lambda: RepetitionPenalty(1.7),
+                           lambda: REFERENCE_PROCESSORS.RepetitionPenaltyLogitsProcessor(1.7)),
     "no_repeat_1gram": (lambda: NoRepeatNGram(1), lambda: REFERENCE_PROCESSORS.NoRepeatNGramLogitsProcessor(1)),
     "no_repeat_2gram": (lambda: NoRepeatNGram(2), lambda: REFERENCE_PROCESSORS.NoRepeatNGramLogitsProcessor(2)),
     "no_repeat_3gram": (lambda: NoRepeatNGram(3), lambda: REFERENCE_PROCESSORS.NoRepeatNGramLogitsProcessor(3)),
@@ -242,7 +243,8 @@ def test_generation_config_argument(models):
     reference, ours, ids, mask = models("B-block_sparse")
     settings = dict(num_beams=3, length_penalty=0.5, max_new_tokens=9, no_repeat_ngram_size=2)
     expected = reference.generate(ids, attention_mask=mask, **settings)
-    assert_same_tokens(expected, ours.generate(ids, attention_mask=mask, generation_config=GenerationConfig(**settings)))
+    assert_same_tokens(expected, ours.generate(ids, attention_mask=mask,
+                                               generation_config=GenerationConfig(**settings)))
     assert_same_tokens(expected, ours.generate(ids, attention_mask=mask,
                                                generation_config=transformers.GenerationConfig(**settings)))
 
