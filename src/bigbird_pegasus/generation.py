@@ -48,10 +48,9 @@ class GenerationMixin:
             input_ids = kwargs.pop("inputs")
         config, length_is_default = resolve_generation_config(self.generation_config, generation_config, kwargs)
         validate_generation_config(config)
-        eos_ids, pad_id, start_id = special_tokens(config)
-
         encoder_states, encoder_mask = self._encode_once(input_ids, attention_mask, encoder_outputs)
         docs, device = encoder_states.shape[0], encoder_states.device
+        eos_ids, pad_id, start_id = special_tokens(config, device)
         prompt = decoder_prompt(decoder_input_ids, start_id, docs, device)
         rows_per_doc = max(config.num_beams, config.num_return_sequences)
         prompt = prompt.repeat_interleave(rows_per_doc, dim=0)                        # (docs * g, p)
@@ -165,9 +164,9 @@ def _is_token_lists(value: Any) -> bool:
                     for word in value))
 
 
-def special_tokens(config: GenerationConfig) -> tuple[torch.Tensor | None, int | None, int]:
+def special_tokens(config: GenerationConfig, device: torch.device) -> tuple[torch.Tensor | None, int | None, int]:
     """eos ids (n_eos,) or None; the pad id (the first EOS id when unset); the decoder start id (bos when unset)."""
-    eos_ids = None if config.eos_token_id is None else torch.tensor(_as_list(config.eos_token_id))
+    eos_ids = None if config.eos_token_id is None else torch.tensor(_as_list(config.eos_token_id), device=device)
     pad_id = config.pad_token_id
     if pad_id is None and eos_ids is not None:
         pad_id = int(eos_ids[0])
