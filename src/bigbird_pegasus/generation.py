@@ -100,8 +100,11 @@ class GenerationMixin:
 
 def resolve_generation_config(model_default: GenerationConfig, passed: Any,
                               kwargs: dict[str, Any]) -> tuple[GenerationConfig, bool]:
-    """The call's settings: `kwargs` over the values `passed` sets over `model_default`, and whether no length
-    was set anywhere. `passed` may be our GenerationConfig or any object with `to_dict()` (e.g. the reference's)."""
+    """The call's settings: `kwargs` over `passed` over `model_default`, and whether no length was set anywhere.
+
+    `passed` may be our GenerationConfig or any object with `to_dict()` (e.g. the reference's); only the values it
+    sets count, i.e. those that differ from GenerationConfig's defaults (the reference: those that are not None).
+    """
     fields = GenerationConfig.field_names()
     unknown = sorted(set(kwargs) - fields)
     if unknown:
