@@ -226,7 +226,8 @@ class DecoderAttention(nn.Module):
             k, v = cache.cross_keys[layer], cache.cross_values[layer]
         else:
             k, v = self._heads(self.k_proj(encoder_states)), self._heads(self.v_proj(encoder_states))
-            if cache is not None:
+            if cache is not None:  # contiguous once: every later step reads them (strided: ~20% slower SDPA)
+                k, v = k.contiguous(), v.contiguous()
                 cache.cross_keys[layer], cache.cross_values[layer] = k, v
         q = self._heads(self.q_proj(x))                                                 # (b, h, t, d)
         dropout = self.dropout if self.training else 0.0
