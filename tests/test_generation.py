@@ -263,7 +263,9 @@ def test_beam_search_runs_as_many_decoder_steps_as_the_reference(models, early_s
     reference, ours, ids, mask = models("A-block_sparse")
     options = dict(attention_mask=mask, max_new_tokens=12, num_beams=3, early_stopping=early_stopping,
                    length_penalty=2.0, eos_token_id=[EOS, 149, 7])
-    with input_shapes(reference.model.decoder, ours.get_decoder()) as (reference_steps, our_steps):
+    # one call of the first decoder layer per decoder step (ours runs its steps through `decoder.step`)
+    with input_shapes(reference.model.decoder.layers[0], ours.get_decoder().layers[0]) as (reference_steps,
+                                                                                           our_steps):
         reference.generate(ids, **options)
         ours.generate(ids, **options)
     assert len(our_steps) == len(reference_steps)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .beam_search import beam_search
+from .attention import padding_bias
 from .cache import DecoderCache
 from .generation_config import DEFAULT_NEW_TOKENS, GenerationConfig
 from .logits_process import LogitsProcessorList, build_logits_processors
@@ -65,7 +66,7 @@ class GenerationMixin:
             num_beams=config.num_beams, num_return_sequences=config.num_return_sequences,
             length_penalty=config.length_penalty, early_stopping=config.early_stopping)
         decoder = CachedDecoder(self.get_decoder(), self.project_to_vocab, encoder_states, encoder_mask,
-                                capacity=max_length - 1)
+                                capacity=max_length - 1, step=getattr(self, "compiled_step", None))
 
         if config.num_beams == 1:
             sequences, scores = greedy_or_sample(decoder, prompt, plan)
@@ -236,30 +237,33 @@ class CachedDecoder:
     prefill, and shared by the rows = docs * g of each document; logits come from the last position only."""
 
     def __init__(self, decoder: torch.nn.Module, project_to_vocab, encoder_states: torch.Tensor,
-                 encoder_mask: torch.Tensor | None, capacity: int):
+                 encoder_mask: torch.Tensor | None, capacity: int, step=None):
         self.decoder = decoder
         self.project_to_vocab = project_to_vocab
         self.encoder_states = encoder_states
         self.encoder_mask = encoder_mask
+        self.cross_bias = padding_bias(None if encoder_mask is None else encoder_mask.bool(), encoder_states.dtype)
         self.cache = DecoderCache(len(decoder.layers))
         self.cache.reserve(capacity)
+        self.step = step or decoder.step  # the static-shape one-token step, compiled or not
 
     def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
         """prompt (rows, p) -> next-token logits (rows, vocab), float32."""
-        return self._last_logits(prompt)
+        hidden = self.decoder(prompt, None, self.encoder_states, self.encoder_mask, self.cache,
+                              use_cache=True).last_hidden_state
+        return self.project_to_vocab(hidden[:, -1]).float()
 
     def decode_one_token(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (rows,) appended at the next position -> next-token logits (rows, vocab), float32."""
-        return self._last_logits(tokens[:, None])
+        position = torch.tensor(self.cache.length, device=tokens.device)
+        hidden = self.step(tokens[:, None], position, self.encoder_states, self.cross_bias, self.cache)
+        self.cache.advance(1)
+        return self.project_to_vocab(hidden[:, -1]).float()
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the self-attention cache of `rows` (rows,), in that order (beam search)."""
         self.cache.reorder(rows)
 
-    def _last_logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        hidden = self.decoder(tokens, None, self.encoder_states, self.encoder_mask, self.cache,
-                              use_cache=True).last_hidden_state
-        return self.project_to_vocab(hidden[:, -1]).float()
 
 
 # -- greedy search and sampling -------------------------------------------------------------------------

@@ -32,11 +32,19 @@ class BigBirdPegasusForConditionalGeneration(GenerationMixin, BigBirdPegasusPreT
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights(self.lm_head)
         self.tie_weights()
+        self.compiled_step = None  # set by compile_for_generation
 
     def tie_weights(self) -> None:
         """Share the LM head with the embedding table when `tie_word_embeddings` (e.g. after loading)."""
         if self.config.tie_word_embeddings:
             self.lm_head.weight = self.model.shared.weight
+
+    def compile_for_generation(self, **options: Any) -> None:
+        """torch.compile the two hot loops of `generate`: the encoder (one graph per input length, as block-sparse
+        layouts are per length) and the decoder's one-token step (one graph for every step: static shapes).
+        Both compile without graph breaks; `options` go to torch.compile (`mode=...`, `backend=...`)."""
+        self.model.encoder.compile(fullgraph=True, dynamic=False, **options)
+        self.compiled_step = torch.compile(self.model.decoder.step, fullgraph=True, dynamic=False, **options)
 
     def get_encoder(self):
         return self.model.encoder
