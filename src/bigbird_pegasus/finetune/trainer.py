@@ -64,8 +64,8 @@ class Trainer:
         self.train_data = read_jsonl(config.train, config.text_field, config.summary_field)
         self.validation_data = (read_jsonl(config.validation, config.text_field, config.summary_field)
                                 if config.validation else None)
-        self.tokenizer = _opened(f"--tokenizer {config.tokenizer or config.model}", PegasusTokenizer.from_pretrained,
-                                 config.tokenizer or config.model)
+        tokenizer_option = f"--tokenizer {config.tokenizer}" if config.tokenizer else f"--model {config.model}"
+        self.tokenizer = _opened(tokenizer_option, PegasusTokenizer.from_pretrained, config.tokenizer or config.model)
         self.encode = BatchEncoder(self.tokenizer, config.max_source_length, config.max_target_length)
         self.global_batch = config.batch_size * procs.world_size
         self.examples_per_step = self.global_batch * config.grad_accum
@@ -187,8 +187,7 @@ class Trainer:
             summaries = generate_summaries(generator.eval(), self.encode, [e.document for e in examples],
                                            config.max_target_length, config.eval_beams, config.batch_size,
                                            config.bf16)
-            if summaries is not None:  # None until this build has `generate`
-                figures = rouge_scores(summaries, [e.summary for e in examples])
+            figures = rouge_scores(summaries, [e.summary for e in examples])
         return self.procs.gather(figures)[0]
 
     # -- checkpoints -----------------------------------------------------------------------------------
