@@ -84,7 +84,7 @@ def read_jsonl(path: str, text_field: str, summary_field: str) -> JsonlExamples:
 
 def _parse_line(raw: bytes, where: str, text_field: str, summary_field: str) -> dict:
     try:
-        record = json.loads(raw)
+        record = json.loads(raw.rstrip(b"\r\n"))
     except UnicodeDecodeError as e:
         raise FinetuneError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
