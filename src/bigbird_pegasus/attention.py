@@ -57,7 +57,8 @@ def sparse_masks(layout: BlockLayout, key_valid: torch.Tensor | None, batch_size
     key_blocks = torch.cat([layout.key_blocks[:1], layout.key_blocks, layout.key_blocks[-1:]])   # (nb, H, W)
     counts = torch.cat([layout.counts[:1], layout.counts, layout.counts[-1:]])
     num_blocks, layout_heads, width = key_blocks.shape
-    if layout.shared_by_heads:
+    shared_by_heads = layout_heads == 1
+    if shared_by_heads:
         block_index = key_blocks[:, 0].reshape(-1)
     else:
         heads = torch.arange(num_heads, device=key_blocks.device)
@@ -71,8 +72,7 @@ def sparse_masks(layout: BlockLayout, key_valid: torch.Tensor | None, batch_size
     bias = bias.expand(batch_size, num_blocks, layout_heads, width, block_size)
     row_bias = bias.reshape(batch_size * num_blocks, layout_heads, 1, width * block_size)
     query_keep = None if key_valid is None else key_valid[:, :, None].to(dtype)
-    return SparseMasks(block_index, row_bias, padding_bias(key_valid, dtype), query_keep, width,
-                       layout.shared_by_heads)
+    return SparseMasks(block_index, row_bias, padding_bias(key_valid, dtype), query_keep, width, shared_by_heads)
 
 
 def causal_bias(query_len: int, past_len: int, key_valid: torch.Tensor | None, dtype: torch.dtype,

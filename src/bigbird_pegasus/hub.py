@@ -1,14 +1,36 @@
-"""Find a checkpoint's files: in a local folder, or on the Hugging Face hub through its shared cache."""
+"""Find a checkpoint's files: in a local folder, or on the Hugging Face hub through its shared cache.
+
+Hub files go through `huggingface_hub`, so `HF_HOME`, `HF_HUB_CACHE` and `HF_HUB_OFFLINE` mean what they
+mean to every other library, and files a user already downloaded (with `transformers`, say) are reused.
+"""
 
 from __future__ import annotations
 
 import os
+
+OFFLINE_VALUES = ("1", "ON", "YES", "TRUE")
 
 
 def is_local(name_or_path: str | os.PathLike) -> bool:
     """A folder that exists, or a name that can only be a path (absolute, ./, ~, or several slashes)."""
     text = str(name_or_path)
     return os.path.isdir(text) or text.startswith((".", "/", "~")) or text.count("/") > 1
+
+
+def is_offline(local_files_only: bool | None = None) -> bool:
+    """True when only the local cache may be used: `local_files_only`, or `HF_HUB_OFFLINE` set (read at each
+    call, so setting it after import works too)."""
+    return bool(local_files_only) or os.environ.get("HF_HUB_OFFLINE", "0").upper() in OFFLINE_VALUES
+
+
+def describe(name_or_path: str | os.PathLike, local_files_only: bool | None = None) -> str:
+    """Where files were looked for, for error messages."""
+    if is_local(name_or_path):
+        return f"folder {os.path.expanduser(str(name_or_path))}"
+    where = f"hub repository {name_or_path!r}"
+    if is_offline(local_files_only):
+        where += " (offline: only the local cache was searched)"
+    return where
 
 
 def resolve_file(
@@ -39,33 +61,41 @@ def resolve_file(
 
 
 def _download(repo_id, filename, required, revision, cache_dir, local_files_only) -> str | None:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (
-        EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+    offline = is_offline(local_files_only)
     try:
         return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                               local_files_only=bool(local_files_only) or offline)
+                               local_files_only=offline)
+    except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
+        if not required and _cached_repo_exists(repo_id, revision, cache_dir):
+            return None
+        reason = ("HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE", "0").upper() in OFFLINE_VALUES
+                  else "local_files_only=True" if local_files_only else "the hub could not be reached")
+        raise OSError(
+            f"cannot load {filename} of {repo_id!r}: {reason} and it is not in the local cache "
+            f"({cache_dir or constants.HF_HUB_CACHE}), and no local folder has that name. Download it once "
+            "with network access (unset HF_HUB_OFFLINE), or pass the path of a local folder that holds "
+            "the checkpoint."
+        ) from None
     except EntryNotFoundError:
         if required:
-            raise FileNotFoundError(f"hub repository {repo_id} has no {filename}") from None
+            raise FileNotFoundError(f"hub repository {repo_id!r} has no {filename}") from None
         return None
-    except LocalEntryNotFoundError:
-        if not required and _cached_repo_exists(repo_id, cache_dir):
-            return None
-        reason = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached"
-        raise OSError(
-            f"cannot load {filename} of {repo_id!r}: {reason} and it is not in the local cache. "
-            f"Connect to the internet once (unset HF_HUB_OFFLINE) to download it, or pass a local folder "
-            f"that holds the checkpoint."
-        ) from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-        raise OSError(f"{repo_id!r} is neither a local folder nor a hub repository ({type(e).__name__})") from None
+        raise OSError(f"{repo_id!r} is neither a local folder nor a hub repository you can access "
+                      f"({type(e).__name__}; for a private or gated one, log in with `hf auth login`)") from None
+    except HFValidationError:
+        raise OSError(f"{repo_id!r} is neither a local folder nor a valid hub repository id") from None
 
 
-def _cached_repo_exists(repo_id: str, cache_dir) -> bool:
+def _cached_repo_exists(repo_id: str, revision: str | None, cache_dir) -> bool:
+    """Whether the cache holds this revision of the repository (its config.json)."""
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir), str)
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
+    return isinstance(found, str)

@@ -52,12 +52,19 @@ def block_layout(
     device: torch.device | str = "cpu",
 ) -> BlockLayout:
     """The layout of one layer for a padded length; `seeded` draws the training-mode random blocks,
-    otherwise every random block is block 0 (the reference's eval mode)."""
+    otherwise every random block is block 0 (the reference's eval mode). Under `torch.compile` the
+    result is a constant of the graph (it depends on Python values only)."""
     layout = _cpu_layout(seq_len, block_size, num_random_blocks, num_heads if seeded else 1,
                          layer_index if seeded else 0, max_seq_len, seeded)
     if torch.device(device).type == "cpu":
         return layout
     return _device_layout(layout, str(device))
+
+
+# What `torch.compiler.assume_constant_result(block_layout)` does, without importing torch._dynamo at
+# import time (seconds and ~80 MiB): under torch.compile the layout becomes a constant of the graph.
+# tests/test_compile.py compiles the encoder with fullgraph=True, which fails if this stops working.
+block_layout._dynamo_marked_constant = True
 
 
 @functools.lru_cache(maxsize=256)

@@ -24,7 +24,8 @@ _warned: set[str] = set()
 
 
 def warn_once(message: str) -> None:
-    if message not in _warned:
+    """Log `message` the first time only; silent while torch.compile traces (logging breaks graphs)."""
+    if not torch.compiler.is_compiling() and message not in _warned:
         _warned.add(message)
         logger.warning(message)
 
@@ -44,18 +45,25 @@ class BigBirdPegasusPreTrainedModel(nn.Module):
         """Re-share tied parameters (after loading with `assign=True`); a class with ties overrides this."""
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **options: Any):
-        """A model from a folder or hub id saved by this library or by `transformers`
-        (see `bigbird_pegasus.checkpoint.load_pretrained` for the options)."""
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
+                        device: str | torch.device | None = None, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
+                        strict: bool = True):
+        """A model, in eval mode, from a folder or hub id saved by this library or by `transformers`
+        (safetensors, sharded or not, or pytorch_model.bin). dtype: a torch.dtype or its name; None or
+        "auto" keep the file's. strict=False accepts missing or unexpected keys, with a warning.
+        See `bigbird_pegasus.checkpoint.load_pretrained`."""
         from .checkpoint import load_pretrained
 
-        return load_pretrained(cls, name_or_path, **options)
+        return load_pretrained(cls, name_or_path, dtype=dtype, device=device, revision=revision,
+                               cache_dir=cache_dir, local_files_only=local_files_only, strict=strict)
 
-    def save_pretrained(self, folder: str | os.PathLike, **options: Any) -> None:
-        """config.json, generation_config.json and safetensors weights that `transformers` opens too."""
+    def save_pretrained(self, folder: str | os.PathLike, *, max_shard_size: int | str = "5GB") -> None:
+        """config.json, generation_config.json and safetensors weights that `transformers` opens too, sharded
+        above `max_shard_size` (bytes, or a string such as "200MB")."""
         from .checkpoint import save_pretrained
 
-        save_pretrained(self, folder, **options)
+        save_pretrained(self, folder, max_shard_size=max_shard_size)
 
     def init_weights(self, *modules: nn.Module) -> None:
         """The reference's initialisation of `modules` (default: the whole model): N(0, init_std) weights,
@@ -168,20 +176,20 @@ class BigBirdPegasusEncoder(nn.Module):
 
     def _sparse_masks(self, length: int, key_valid: torch.Tensor | None, batch: int, dtype: torch.dtype,
                       device: torch.device) -> list[SparseMasks]:
-        """One SparseMasks per layer; layers that share a layout share the object (all of them in eval)."""
+        """One SparseMasks per layer. Seeded layouts differ per layer; otherwise (eval mode) every layer
+        has the same layout and shares one SparseMasks."""
         config = self.config
         seeded = self.training or config.random_attention == "fixed"
-        built: dict[int, SparseMasks] = {}
-        masks = []
-        for index in range(len(self.layers)):
+
+        def masks_of_layer(index: int) -> SparseMasks:
             layout = block_layout(length, config.block_size, config.num_random_blocks,
                                   config.encoder_attention_heads, index, config.max_position_embeddings,
                                   seeded, device)
-            if id(layout) not in built:
-                built[id(layout)] = sparse_masks(layout, key_valid, batch, config.encoder_attention_heads,
-                                                 config.block_size, dtype)
-            masks.append(built[id(layout)])
-        return masks
+            return sparse_masks(layout, key_valid, batch, config.encoder_attention_heads, config.block_size, dtype)
+
+        if not seeded:
+            return [masks_of_layer(0)] * len(self.layers)
+        return [masks_of_layer(index) for index in range(len(self.layers))]
 
 
 class BigBirdPegasusDecoder(nn.Module):
