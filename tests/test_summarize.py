@@ -61,6 +61,8 @@ def test_sentences_split_after_terminal_punctuation_but_not_abbreviations():
         "Dr. Smith et al. (2020) measured 3.5 kg, see Fig. 2 and e.g. Table 1.", "It worked!", "Did it?",
         "\"Yes,\" said J. Doe.", "(The end.)", "2021 was next."]
     assert split_sentences("no final stop") == ["no final stop"]
+    assert split_sentences("2. Methods We used 12 probes. 4.1. Data Prices rose in 2021. Then fell.") == [
+        "2. Methods We used 12 probes.", "4.1. Data Prices rose in 2021.", "Then fell."]
 
 
 def test_model_input_and_summary_follow_the_newline_convention():

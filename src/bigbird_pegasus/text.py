@@ -19,6 +19,7 @@ from .tokenizer import NEWLINE_SYMBOL, PegasusTokenizer, decode_newlines, encode
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 # Sentence ends: terminal punctuation, closing quotes/brackets, whitespace, then what can start a sentence.
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])""")
+_SECTION_NUMBER = re.compile(r"[(\[]?\d+(\.\d+)*\.")  # "2." or "4.1." heading a section
 # Words whose final period does not end a sentence (compared lower-case, without the period).
 ABBREVIATIONS = frozenset(
     "al approx cf dr e.g eq eqs fig figs i.e inc jr ltd mr mrs ms no nos pp prof ref refs sec sect st "
@@ -54,10 +55,10 @@ def paragraphs(text: str) -> list[str]:
 def split_sentences(paragraph: str) -> list[str]:
     """The sentences of one paragraph: cut after `.`, `!` or `?` (and closing quotes or brackets) that is
     followed by whitespace and a capital letter, digit, opening quote or bracket; not after an abbreviation
-    such as "Fig." or "e.g." or an initial such as "J."."""
+    such as "Fig." or "e.g.", an initial such as "J." or a leading section number such as "2."."""
     sentences, start = [], 0
     for end in _SENTENCE_END.finditer(paragraph):
-        if _ends_with_abbreviation(paragraph[start:end.start() + 1]):
+        if _is_false_end(paragraph[start:end.start() + 1]):
             continue
         sentences.append(paragraph[start:end.end()].strip())
         start = end.end()
@@ -65,11 +66,14 @@ def split_sentences(paragraph: str) -> list[str]:
     return sentences + [tail] if tail else sentences
 
 
-def _ends_with_abbreviation(text: str) -> bool:
-    """Whether `text` ends in a period that belongs to an abbreviation or an initial."""
-    if not text.endswith("."):
+def _is_false_end(sentence: str) -> bool:
+    """Whether the period ending this would-be sentence belongs to an abbreviation, an initial or a section
+    number ("2." or "4.1." at the start of a heading)."""
+    if not sentence.endswith("."):
         return False
-    word = text.rsplit(None, 1)[-1].lstrip("([\"'“‘").rstrip(".").lower()
+    if _SECTION_NUMBER.fullmatch(sentence.strip()):
+        return True
+    word = sentence.rsplit(None, 1)[-1].lstrip("([\"'“‘").rstrip(".").lower()
     return word in ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
