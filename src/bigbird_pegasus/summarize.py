@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 
 from .batching import padded, run_in_batches
 from .chunking import Chunker
@@ -36,7 +35,7 @@ DEFAULT_BATCH_SIZE = 4
 DEFAULT_OVERLAP_FRACTION = 8  # windows share up to 1/8 of the model's positions (512 tokens for 4096)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError)
 
 
 class LongInput(str, enum.Enum):
