@@ -51,6 +51,18 @@ def padded_batch(vocab_size: int, length: int, pad_last: int, seed: int = 1, eos
     return ids, mask
 
 
+# Every parity comparison's max |diff|, for the worst-case line printed at the end of the run (conftest.py).
+PARITY_DIFFS: list[float] = []
+
+
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| of two results that should agree; recorded as a parity figure."""
+    diff = difference(a, b)
+    PARITY_DIFFS.append(diff)
+    return diff
+
+
+def difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b|, not recorded: for results that must differ."""
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a.float() - b.float()).abs().max().item()

@@ -51,6 +51,15 @@ class DecoderCache:
         self.self_values[layer][:, :, start:end] = values
         return self.self_keys[layer][:, :, :end], self.self_values[layer][:, :, :end]
 
+    def write_at(self, layer: int, keys: torch.Tensor, values: torch.Tensor,
+                 position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write one step's (b, h, 1, d) keys/values at `position` (a 0-d tensor) of the reserved buffers and
+        return them whole, (b, h, capacity, d): static shapes for a compiled decoding step, whose causal mask
+        hides the positions not written yet."""
+        self.self_keys[layer].index_copy_(2, position.view(1), keys)
+        self.self_values[layer].index_copy_(2, position.view(1), values)
+        return self.self_keys[layer], self.self_values[layer]
+
     def advance(self, steps: int) -> None:
         """Called once all layers have appended `steps` positions."""
         self.length += steps
@@ -81,8 +90,9 @@ class DecoderCache:
 
 
 def _grown(buffer: torch.Tensor | None, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
-    """A (b, h, capacity, d) buffer shaped like `like`, holding the first `length` positions of `buffer`."""
-    grown = like.new_empty(like.shape[0], like.shape[1], capacity, like.shape[3])
+    """A (b, h, capacity, d) buffer shaped like `like`, holding the first `length` positions of `buffer` and
+    zeros after them (a masked slot must hold a finite value: 0 * NaN would still be NaN)."""
+    grown = like.new_zeros(like.shape[0], like.shape[1], capacity, like.shape[3])
     if length:
         grown[:, :, :length] = buffer[:, :, :length]
     return grown

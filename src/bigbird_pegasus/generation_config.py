@@ -12,12 +12,20 @@ from .config import BigBirdPegasusConfig
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
+# New tokens made when no length is set anywhere (the reference's model-agnostic default `max_length` of 20,
+# which it counts after the decoder prompt).
+DEFAULT_NEW_TOKENS = 20
+
 
 @dataclass
 class GenerationConfig:
-    """The reference's generation keywords and defaults. Unknown keys are kept in `extra` and written back."""
+    """The reference's generation keywords and defaults. Unknown keys are kept in `extra` and written back.
 
-    max_length: int = 20
+    `max_length` None means "not set": `generate` then makes DEFAULT_NEW_TOKENS new tokens, as the reference
+    does when neither the call nor the checkpoint sets a length.
+    """
+
+    max_length: int | None = None
     max_new_tokens: int | None = None
     min_length: int = 0
     min_new_tokens: int | None = None

@@ -10,6 +10,7 @@ from torch import nn
 
 from .cache import DecoderCache
 from .config import BigBirdPegasusConfig
+from .generation import GenerationMixin
 from .model import BigBirdPegasusDecoder, BigBirdPegasusModel, BigBirdPegasusPreTrainedModel, shift_tokens_right
 from .outputs import (
     CausalLMOutput, Seq2SeqLMOutput, Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput,
@@ -21,7 +22,7 @@ def _as_requested(return_dict: bool | None, output):
     return output if return_dict in (None, True) else output.to_tuple()
 
 
-class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel):
+class BigBirdPegasusForConditionalGeneration(GenerationMixin, BigBirdPegasusPreTrainedModel):
     """The summarizer: the bare model, an LM head tied to the shared embedding and `final_logits_bias`."""
 
     def __init__(self, config: BigBirdPegasusConfig):
@@ -31,17 +32,29 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights(self.lm_head)
         self.tie_weights()
+        self.compiled_step = None  # set by compile_for_generation
 
     def tie_weights(self) -> None:
         """Share the LM head with the embedding table when `tie_word_embeddings` (e.g. after loading)."""
         if self.config.tie_word_embeddings:
             self.lm_head.weight = self.model.shared.weight
 
+    def compile_for_generation(self, **options: Any) -> None:
+        """torch.compile the two hot loops of `generate`: the encoder (one graph per input length, as block-sparse
+        layouts are per length) and the decoder's one-token step (one graph for every step: static shapes).
+        Both compile without graph breaks; `options` go to torch.compile (`mode=...`, `backend=...`)."""
+        self.model.encoder.compile(fullgraph=True, dynamic=False, **options)
+        self.compiled_step = torch.compile(self.model.decoder.step, fullgraph=True, dynamic=False, **options)
+
     def get_encoder(self):
         return self.model.encoder
 
     def get_decoder(self):
         return self.model.decoder
+
+    def project_to_vocab(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder states (..., d_model) -> logits (..., vocab): the LM head plus `final_logits_bias`."""
+        return self.lm_head(hidden) + self.final_logits_bias
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 decoder_input_ids: torch.Tensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
@@ -58,7 +71,7 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel):
                                                        self.config.decoder_start_token_id)
         out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
                          past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache, cache)
-        logits = self.lm_head(out.last_hidden_state) + self.final_logits_bias
+        logits = self.project_to_vocab(out.last_hidden_state)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.to(logits.device).view(-1))

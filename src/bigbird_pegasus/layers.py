@@ -84,10 +84,11 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, self_bias: torch.Tensor | None, is_causal: bool,
                 encoder_states: torch.Tensor | None, cross_bias: torch.Tensor | None,
-                cache: DecoderCache | None) -> torch.Tensor:
-        """x: (b, t, d_model) -> (b, t, d_model); cross-attention is skipped without encoder states."""
+                cache: DecoderCache | None, position: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (b, t, d_model) -> (b, t, d_model); cross-attention is skipped without encoder states.
+        With `position` (a 0-d tensor) the step's keys/values go there in the cache (a static-shape step)."""
         attended = self.self_attn.self_attention(self.self_attn_layer_norm(x), self_bias, is_causal, cache,
-                                                 self.layer_index)
+                                                 self.layer_index, position)
         x = x + F.dropout(attended, self.dropout, self.training)
         if encoder_states is not None:
             attended = self.encoder_attn.cross_attention(self.encoder_attn_layer_norm(x), encoder_states,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import SparseMasks, causal_bias, padding_bias, sparse_masks
+from .attention import SparseMasks, causal_bias, masked_bias, padding_bias, sparse_masks
 from .cache import DecoderCache
 from .config import BigBirdPegasusConfig
 from .generation_config import GenerationConfig
@@ -243,6 +243,20 @@ class BigBirdPegasusDecoder(nn.Module):
             cache.advance(length)
         return DecoderOutput(last_hidden_state=self.layernorm_embedding(x),
                              past_key_values=cache if use_cache else None)
+
+    def step(self, tokens: torch.Tensor, position: torch.Tensor, encoder_states: torch.Tensor | None,
+             cross_bias: torch.Tensor | None, cache: DecoderCache) -> torch.Tensor:
+        """One new token per row at `position` (a 0-d long tensor) against the whole preallocated cache, the
+        positions not written yet masked: every step has the same shapes, so it compiles once (a static cache,
+        as in gpt-fast). The caller advances `cache` afterwards. tokens (rows, 1) -> (rows, 1, d_model)."""
+        x = self.embed_tokens(tokens) * self.embed_scale + self.embed_positions(position)
+        x = F.dropout(x, self.config.dropout, self.training)
+        capacity = cache.self_keys[0].shape[2]
+        visible = torch.arange(capacity, device=x.device) <= position                       # (capacity,)
+        self_bias = masked_bias(visible, x.dtype)[None, None, None, :]                       # (1, 1, 1, capacity)
+        for layer in self.layers:
+            x = layer(x, self_bias, False, encoder_states, cross_bias, cache, position)
+        return self.layernorm_embedding(x)
 
 
 def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int) -> torch.Tensor:

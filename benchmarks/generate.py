@@ -1,0 +1,251 @@
+"""Summarize one long document with beam search, ours against the reference (`transformers`) on the same weights.
+
+Each run is a fresh Python process (loading, then `generate`), ours and the reference alternating, `--repeats`
+times. Reported per run: load time, generate time, peak RSS of the whole process and peak RSS during `generate`
+alone, and whether the tokens equal the reference's. Prints a markdown table and writes JSON to `--out`.
+Nothing is asserted: this measures.
+
+    python benchmarks/generate.py                 # large config, 4096 tokens, beam 5, 64 new tokens
+    python benchmarks/generate.py --tiny          # smoke run on a tiny config
+    python benchmarks/generate.py --only ours --profile   # our time breakdown: encoder, cross K/V, steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+EOS = 1
+# The run the issue sets: a 4096-token document, beam 5, length penalty 0.8, exactly 64 new tokens.
+GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8, max_new_tokens=64, min_new_tokens=64)
+DOCUMENT_LENGTH = {"large": 4096, "tiny": 640}
+TINY_CONFIG = dict(vocab_size=500, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                   decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, block_size=16,
+                   num_random_blocks=3, max_position_embeddings=1024)
+# Random weights that write varied text: linear layers of unit gain (the context matters, not only the last token),
+# random signs in the decoder's final LayerNorm (the tied LM head stops repeating the input token) sized so that
+# the logits spread over ~LOGIT_SCALE, and a random `final_logits_bias`.
+LOGIT_SCALE = 3.0
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        run_child(args)
+        return
+    size = "tiny" if args.tiny else "large"
+    workdir = Path(args.workdir or REPO / "benchmarks" / "out" / f"{size}-random")
+    if not (workdir / "model.safetensors").exists():
+        print(f"saving random {size} weights with the reference into {workdir} ...", flush=True)
+        subprocess.run([sys.executable, __file__, "--child", "save", "--workdir", str(workdir)]
+                       + (["--tiny"] if args.tiny else []), check=True)
+    implementations = ["ours", "reference"] if args.only == "both" else [args.only]
+    runs = []
+    for repeat in range(args.repeats):
+        for implementation in implementations:
+            result = run_in_subprocess(implementation, workdir, args)
+            result["repeat"] = repeat
+            runs.append(result)
+            print(f"{implementation} #{repeat}: load {result['load_s']:.1f} s, generate {result['generate_s']:.1f} s, "
+                  f"peak {result['peak_rss_gb']:.2f} GB", flush=True)
+    report(runs, size, workdir, args)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", help="folder of the random weights (default benchmarks/out/{large,tiny}-random)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "generate.json"), help="JSON results")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each implementation, alternating")
+    parser.add_argument("--tiny", action="store_true", help="a tiny config: a smoke run")
+    parser.add_argument("--only", choices=("both", "ours", "reference"), default="both")
+    parser.add_argument("--profile", action="store_true", help="our time breakdown (encoder, cross K/V, steps)")
+    parser.add_argument("--threads", type=int, help="torch threads in each run (default: torch's)")
+    parser.add_argument("--child", choices=("save", "ours", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def run_in_subprocess(implementation: str, workdir: Path, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        result_file = Path(scratch) / "result.json"
+        command = [sys.executable, __file__, "--child", implementation, "--workdir", str(workdir),
+                   "--result", str(result_file)]
+        command += ["--tiny"] if args.tiny else []
+        command += ["--profile"] if args.profile and implementation == "ours" else []
+        command += ["--threads", str(args.threads)] if args.threads else []
+        python_path = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
+        environment = dict(os.environ, PYTHONPATH=python_path, HF_HUB_OFFLINE="1")
+        subprocess.run(command, check=True, env=environment)
+        return json.loads(result_file.read_text())
+
+
+# -- inside a child process -----------------------------------------------------------------------------
+
+def run_child(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    workdir = Path(args.workdir)
+    if args.child == "save":
+        save_random_weights(workdir, args.tiny)
+        return
+    model_class = imported_class(args.child)
+    started = time.perf_counter()
+    model = model_class.from_pretrained(workdir).eval()
+    load_s = time.perf_counter() - started
+    peak_after_load_kb = peak_rss_kb()
+    reset_peak_rss()
+    ids, mask = document(model.config.vocab_size, DOCUMENT_LENGTH["tiny" if args.tiny else "large"])
+    started = time.perf_counter()
+    with torch.no_grad():
+        tokens = model.generate(ids, attention_mask=mask, **GENERATE_OPTIONS)
+    generate_s = time.perf_counter() - started
+    result = dict(implementation=args.child, load_s=load_s, generate_s=generate_s,
+                  peak_rss_gb=max(peak_after_load_kb, peak_rss_kb()) / 2**20,
+                  generate_peak_rss_gb=peak_rss_kb() / 2**20, tokens=tokens.tolist(), threads=torch.get_num_threads())
+    if args.profile:
+        result["profile"] = profile_ours(model, ids, mask)
+    Path(args.result).write_text(json.dumps(result))
+
+
+def imported_class(implementation: str):
+    """The model class of `implementation`, imported outside the timed load."""
+    if implementation == "ours":
+        import bigbird_pegasus
+
+        return bigbird_pegasus.BigBirdPegasusForConditionalGeneration
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    return transformers.BigBirdPegasusForConditionalGeneration
+
+
+def document(vocab_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random document (1, length) ending in EOS, and its all-ones mask."""
+    ids = torch.randint(3, vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+    ids[0, -1] = EOS
+    return ids, torch.ones_like(ids)
+
+
+def save_random_weights(workdir: Path, tiny: bool) -> None:
+    import transformers
+    from torch import nn
+
+    torch.manual_seed(0)
+    config = transformers.BigBirdPegasusConfig(**(TINY_CONFIG if tiny else {}))
+    reference = transformers.BigBirdPegasusForConditionalGeneration(config)
+    with torch.no_grad():
+        for module in reference.modules():  # layers of unit gain, so that the context matters, not just the last token
+            if isinstance(module, nn.Linear) and module is not reference.lm_head:
+                module.weight.normal_(0, module.in_features ** -0.5)
+        # logits = (normalised state * LayerNorm weight) . embedding rows of std init_std, over d_model terms
+        norm_std = LOGIT_SCALE / (config.init_std * config.d_model ** 0.5)
+        reference.model.decoder.layernorm_embedding.weight.normal_(0, norm_std)
+        reference.final_logits_bias.normal_(0, 1)
+    reference.save_pretrained(workdir)
+
+
+def peak_rss_kb() -> int:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux), so that the next reading covers `generate` alone."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def profile_ours(model, ids: torch.Tensor, mask: torch.Tensor) -> dict:
+    """A second, instrumented generate: encoder, prefill (cross K/V included), each decode step, and the rest
+    (beam bookkeeping and logits processing); plus the cross K/V projections timed alone."""
+    from bigbird_pegasus import generation
+
+    timings: dict[str, list[float]] = {"encoder": [], "prefill": [], "step": []}
+
+    def timed(function, name):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            out = function(*args, **kwargs)
+            timings[name].append(time.perf_counter() - started)
+            return out
+        return wrapper
+
+    encoder = model.get_encoder()
+    encoder.forward = timed(encoder.forward, "encoder")
+    prefill, step = generation.CachedDecoder.prefill, generation.CachedDecoder.decode_one_token
+    generation.CachedDecoder.prefill = timed(prefill, "prefill")
+    generation.CachedDecoder.decode_one_token = timed(step, "step")
+    started = time.perf_counter()
+    with torch.no_grad():
+        model.generate(ids, attention_mask=mask, **GENERATE_OPTIONS)
+        total = time.perf_counter() - started
+        states = model.get_encoder()(ids, mask).last_hidden_state
+        started = time.perf_counter()
+        for layer in model.get_decoder().layers:
+            layer.encoder_attn.k_proj(states), layer.encoder_attn.v_proj(states)
+        cross_kv = time.perf_counter() - started
+    generation.CachedDecoder.prefill, generation.CachedDecoder.decode_one_token = prefill, step
+    steps = timings["step"]
+    return dict(total_s=total, encoder_s=timings["encoder"][0], prefill_s=timings["prefill"][0],
+                cross_kv_alone_s=cross_kv, steps=len(steps), steps_s=sum(steps),
+                step_mean_s=sum(steps) / len(steps), step_min_s=min(steps), step_max_s=max(steps),
+                rest_s=total - timings["encoder"][0] - timings["prefill"][0] - sum(steps))
+
+
+# -- the report -----------------------------------------------------------------------------------------
+
+def report(runs: list[dict], size: str, workdir: Path, args: argparse.Namespace) -> None:
+    by_implementation: dict[str, list[dict]] = {}
+    for run in runs:
+        by_implementation.setdefault(run["implementation"], []).append(run)
+    reference_tokens = by_implementation.get("reference", [{}])[0].get("tokens")
+
+    def best(implementation: str, key: str) -> float:
+        return min(run[key] for run in by_implementation[implementation])
+
+    identical = None if reference_tokens is None else all(run["tokens"] == reference_tokens for run in runs)
+    rows = ["| implementation | load s | generate s | end to end s | peak RSS GB | generate peak RSS GB | tokens |",
+            "|---|---|---|---|---|---|---|"]
+    for implementation, its_runs in by_implementation.items():
+        same = ("reference" if implementation == "reference" else
+                "n/a" if reference_tokens is None else
+                "identical" if all(run["tokens"] == reference_tokens for run in its_runs) else "DIFFERENT")
+        end_to_end = min(run["load_s"] + run["generate_s"] for run in its_runs)
+        rows.append(f"| {implementation} | {best(implementation, 'load_s'):.1f} "
+                    f"| {best(implementation, 'generate_s'):.1f} | {end_to_end:.1f} "
+                    f"| {best(implementation, 'peak_rss_gb'):.2f} | {best(implementation, 'generate_peak_rss_gb'):.2f} "
+                    f"| {same} |")
+    ratios = {}
+    if len(by_implementation) == 2:
+        for key in ("generate_s", "peak_rss_gb", "generate_peak_rss_gb"):
+            ratios[key] = best("reference", key) / best("ours", key)
+        ratios["end_to_end_s"] = (min(r["load_s"] + r["generate_s"] for r in by_implementation["reference"])
+                                  / min(r["load_s"] + r["generate_s"] for r in by_implementation["ours"]))
+        rows.append("")
+        rows.append("reference / ours (best of %d): generate %.2fx, end to end %.2fx, peak RSS %.2fx, "
+                    "generate peak RSS %.2fx" % (args.repeats, ratios["generate_s"], ratios["end_to_end_s"],
+                                                 ratios["peak_rss_gb"], ratios["generate_peak_rss_gb"]))
+    print(f"\n{size} config, {DOCUMENT_LENGTH[size]}-token document, {GENERATE_OPTIONS}, "
+          f"{runs[0]['threads']} threads\n")
+    print("\n".join(rows))
+    for run in runs:
+        if "profile" in run:
+            print("\nour time breakdown (s):", json.dumps({k: round(v, 3) for k, v in run["profile"].items()}))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(size=size, workdir=str(workdir), document_length=DOCUMENT_LENGTH[size],
+                                   options=GENERATE_OPTIONS, ratios=ratios, identical_tokens=identical,
+                                   runs=runs), indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
