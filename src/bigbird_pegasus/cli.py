@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_summarize_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inputs, model, generation, long-document and output options of `summarize`."""
     from .summarize import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 
     inputs = parser.add_argument_group("input")
@@ -109,6 +110,7 @@ def add_summarize_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
+    """Read every document, summarize them in length-grouped batches, write the summaries in input order."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -183,6 +185,7 @@ def _stdin_source() -> str:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Prediction and reference files, their fields, bootstrap settings and the output form of `evaluate`."""
     parser.add_argument("--predictions", required=True, metavar="PATH",
                         help=".txt (one summary per line) or .jsonl; a .jsonl may hold the references too")
     parser.add_argument("--references", metavar="PATH",
@@ -198,6 +201,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """Pair predictions with references line by line and print their ROUGE scores."""
     from .documents import InputFormat, read_texts
     from .evaluate import evaluate
 
@@ -225,6 +229,7 @@ def _warn(message: str) -> None:
 
 
 def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -232,6 +237,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
@@ -239,6 +245,7 @@ def non_negative_int(text: str) -> int:
 
 
 def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
     value = float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
