@@ -9,26 +9,51 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CHECKPOINT = os.path.join(HERE, "out", "large-random")
 
 
-def ensure_checkpoint(folder: str = DEFAULT_CHECKPOINT, tiny: bool = False) -> str:
-    """The large config (`BigBirdPegasusConfig()` defaults, ~576M parameters) with random weights, saved
-    once by the reference so that both libraries load the very same file. `tiny` makes a small one."""
-    if tiny:
-        folder = folder + "-tiny"
-    if os.path.isfile(os.path.join(folder, "config.json")):
-        return folder
+# A small config for smoke runs (`--tiny`).
+TINY_CONFIG = dict(vocab_size=500, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                   decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, block_size=16,
+                   num_random_blocks=3, max_position_embeddings=1024)
+# Random weights that write varied text: linear layers of unit gain (the context matters, not only the last token),
+# random signs in the decoder's final LayerNorm (the tied LM head stops repeating the input token) sized so that
+# the logits spread over ~LOGIT_SCALE, and a random `final_logits_bias`.
+LOGIT_SCALE = 3.0
+
+
+def checkpoint_folder(tiny: bool = False) -> str:
+    return os.path.join(HERE, "out", "tiny-random" if tiny else "large-random")
+
+
+def ensure_checkpoint(folder: str | None = None, tiny: bool = False) -> str:
+    """Random weights of the large config (`BigBirdPegasusConfig()` defaults, ~576M parameters), or of
+    TINY_CONFIG, saved once by the reference so that both libraries load the very same file."""
+    folder = folder or checkpoint_folder(tiny)
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        print(f"saving random {'tiny' if tiny else 'large'} weights with the reference into {folder} ...",
+              file=sys.stderr)
+        save_random_weights(folder, tiny)
+    return folder
+
+
+def save_random_weights(folder: str, tiny: bool) -> None:
     import torch
     import transformers
+    from torch import nn
 
+    transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
-    sizes = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
-                 encoder_attention_heads=4, decoder_attention_heads=4, vocab_size=1000) if tiny else {}
-    config = transformers.BigBirdPegasusConfig(**sizes)
-    print(f"creating a random-weight checkpoint in {folder} ...", file=sys.stderr)
-    transformers.BigBirdPegasusForConditionalGeneration(config).save_pretrained(folder)
-    return folder
+    config = transformers.BigBirdPegasusConfig(**(TINY_CONFIG if tiny else {}))
+    reference = transformers.BigBirdPegasusForConditionalGeneration(config)
+    with torch.no_grad():
+        for module in reference.modules():  # layers of unit gain, so that the context matters, not just the last token
+            if isinstance(module, nn.Linear) and module is not reference.lm_head:
+                module.weight.normal_(0, module.in_features ** -0.5)
+        # logits = (normalised state * LayerNorm weight) . embedding rows of std init_std, over d_model terms
+        norm_std = LOGIT_SCALE / (config.init_std * config.d_model ** 0.5)
+        reference.model.decoder.layernorm_embedding.weight.normal_(0, norm_std)
+        reference.final_logits_bias.normal_(0, 1)
+    reference.save_pretrained(folder)
 
 
 def run_worker(library: str, task: str, checkpoint: str, **options) -> dict:
@@ -36,8 +61,9 @@ def run_worker(library: str, task: str, checkpoint: str, **options) -> dict:
     command = [sys.executable, os.path.join(HERE, "worker.py"), "--library", library, "--task", task,
                "--checkpoint", checkpoint]
     for name, value in options.items():
-        command += [f"--{name.replace('_', '-')}", str(value)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        command += [f"--{name.replace('_', '-')}"] + ([str(value)] if value != "" else [])
+    python_path = os.pathsep.join([os.path.join(os.path.dirname(HERE), "src"), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=python_path)
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return {"library": library, "error": f"exit {done.returncode}: {done.stderr.strip()[-500:]}"}

@@ -29,13 +29,8 @@ EOS = 1
 # The run the issue sets: a 4096-token document, beam 5, length penalty 0.8, exactly 64 new tokens.
 GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8, max_new_tokens=64, min_new_tokens=64)
 DOCUMENT_LENGTH = {"large": 4096, "tiny": 640}
-TINY_CONFIG = dict(vocab_size=500, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                   decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, block_size=16,
-                   num_random_blocks=3, max_position_embeddings=1024)
-# Random weights that write varied text: linear layers of unit gain (the context matters, not only the last token),
-# random signs in the decoder's final LayerNorm (the tied LM head stops repeating the input token) sized so that
-# the logits spread over ~LOGIT_SCALE, and a random `final_logits_bias`.
-LOGIT_SCALE = 3.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import checkpoint_folder, save_random_weights  # noqa: E402  (benchmarks/ is no package)
 
 
 def main() -> None:
@@ -44,7 +39,7 @@ def main() -> None:
         run_child(args)
         return
     size = "tiny" if args.tiny else "large"
-    workdir = Path(args.workdir or REPO / "benchmarks" / "out" / f"{size}-random")
+    workdir = Path(args.workdir or checkpoint_folder(args.tiny))
     if not (workdir / "model.safetensors").exists():
         print(f"saving random {size} weights with the reference into {workdir} ...", flush=True)
         subprocess.run([sys.executable, __file__, "--child", "save", "--workdir", str(workdir)]
@@ -96,7 +91,7 @@ def run_child(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     if args.child == "save":
-        save_random_weights(workdir, args.tiny)
+        save_random_weights(str(workdir), args.tiny)
         return
     model_class = imported_class(args.child)
     started = time.perf_counter()
@@ -134,24 +129,6 @@ def document(vocab_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.randint(3, vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
     ids[0, -1] = EOS
     return ids, torch.ones_like(ids)
-
-
-def save_random_weights(workdir: Path, tiny: bool) -> None:
-    import transformers
-    from torch import nn
-
-    torch.manual_seed(0)
-    config = transformers.BigBirdPegasusConfig(**(TINY_CONFIG if tiny else {}))
-    reference = transformers.BigBirdPegasusForConditionalGeneration(config)
-    with torch.no_grad():
-        for module in reference.modules():  # layers of unit gain, so that the context matters, not just the last token
-            if isinstance(module, nn.Linear) and module is not reference.lm_head:
-                module.weight.normal_(0, module.in_features ** -0.5)
-        # logits = (normalised state * LayerNorm weight) . embedding rows of std init_std, over d_model terms
-        norm_std = LOGIT_SCALE / (config.init_std * config.d_model ** 0.5)
-        reference.model.decoder.layernorm_embedding.weight.normal_(0, norm_std)
-        reference.final_logits_bias.normal_(0, 1)
-    reference.save_pretrained(workdir)
 
 
 def peak_rss_kb() -> int:

@@ -22,7 +22,7 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def load(library: str, checkpoint: str, dtype):
+def load(library: str, checkpoint: str, dtype: str, quantize: str | None):
     import torch
 
     if library == "ours":
@@ -31,7 +31,12 @@ def load(library: str, checkpoint: str, dtype):
         import transformers as lib
         lib.logging.set_verbosity_error()
     model = lib.BigBirdPegasusForConditionalGeneration.from_pretrained(checkpoint)
-    return model.to(getattr(torch, dtype)).eval()
+    model = model.to(getattr(torch, dtype)).eval()
+    if quantize == "int8":
+        from bigbird_pegasus.quantization import quantize_int8
+
+        quantize_int8(model)
+    return model
 
 
 def extend_positions(model, length: int) -> None:
@@ -70,17 +75,22 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=2, help="timed runs after one warm-up run")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--quantize", choices=("int8",), help="ours only: int8 dynamic quantization")
+    parser.add_argument("--compile", action="store_true", help="ours only: torch.compile the encoder")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    model = load(args.library, args.checkpoint, args.dtype)
+    model = load(args.library, args.checkpoint, args.dtype, args.quantize)
     load_seconds = time.perf_counter() - start
     loaded_rss = peak_rss_mb()
     if args.library == "ours":
         extend_positions(model, args.length)
-    times = encoder_task(model, args.length, args.repeats + 1)[1:]
+    if args.compile:
+        model.get_encoder().compile(fullgraph=True, dynamic=False)
+    times = encoder_task(model, args.length, args.repeats + 1)
     print(json.dumps({"library": args.library, "task": args.task, "length": args.length, "dtype": args.dtype,
-                      "seconds": times, "load_seconds": load_seconds, "loaded_rss_mb": loaded_rss,
+                      "quantize": args.quantize, "compile": args.compile, "seconds": times[1:],
+                      "first_call_seconds": times[0], "load_seconds": load_seconds, "loaded_rss_mb": loaded_rss,
                       "peak_rss_mb": peak_rss_mb()}))
 
 

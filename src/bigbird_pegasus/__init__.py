@@ -19,6 +19,7 @@ from .heads import (
     BigBirdPegasusForSequenceClassification,
 )
 from .model import BigBirdPegasusModel, BigBirdPegasusPreTrainedModel
+from .summarize import Summarizer, Summary, summarize
 from .tokenizer import PegasusTokenizer, decode_newlines, encode_newlines
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
     "BigBirdPegasusModel",
     "BigBirdPegasusPreTrainedModel",
     "PegasusTokenizer",
+    "Summarizer",
+    "Summary",
     "decode_newlines",
     "encode_newlines",
+    "summarize",
 ]

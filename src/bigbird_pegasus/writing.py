@@ -1,0 +1,72 @@
+"""Write summaries: as text (one summary per line) or as JSON Lines, into a file that is never half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+
+from .documents import JSONL_SUFFIXES
+from .errors import UserError
+from .summarize import Summary
+from .text import one_line
+
+TEXT_SUFFIXES = (".txt",)
+
+
+def summaries_as_text(results: Sequence[Summary]) -> str:
+    """One summary per line, in order (a summary's own line breaks become spaces)."""
+    return "".join(one_line(result.summary) + "\n" for result in results)
+
+
+def summaries_as_jsonl(results: Sequence[Summary]) -> str:
+    """One JSON object per line: id, summary, input_tokens, truncated, chunks, seconds."""
+    return "".join(json.dumps({"id": r.id, "summary": r.summary, "input_tokens": r.input_tokens,
+                               "truncated": r.truncated, "chunks": r.chunks, "seconds": r.seconds},
+                              ensure_ascii=False) + "\n" for r in results)
+
+
+def render(results: Sequence[Summary], path: str) -> str:
+    """The content of output file `path`: JSON Lines for .jsonl/.ndjson, text for .txt."""
+    if path.lower().endswith(JSONL_SUFFIXES):
+        return summaries_as_jsonl(results)
+    return summaries_as_text(results)
+
+
+def check_output_path(path: str) -> None:
+    """Refuse, before any work is done, an output whose kind is unknown or whose folder does not exist."""
+    if not path.lower().endswith(JSONL_SUFFIXES + TEXT_SUFFIXES):
+        raise UserError(f"{path}: the output must end in .txt (one summary per line) or .jsonl (one JSON object "
+                        "per line)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{path}: cannot write there, folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder; name the file to write")
+
+
+def write_atomically(path: str, content: str) -> None:
+    """Write `content` to a temporary file next to `path`, then rename it to `path`: a reader sees the old file
+    or the whole new one, never a part; on failure the temporary file is removed."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    """The process's file-creation mask (mkstemp makes private files; outputs get the usual permissions)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
