@@ -92,4 +92,4 @@ def test_bf16_label_smoothing_and_both_optimizers_learn_a_small_set(tmp_path, op
 
 def test_rouge_scores_of_generated_summaries():
     assert rouge_scores(["w1 w2 w3", "w4 w5"], ["w1 w2 w3", "w6 w7"]) == {"rouge1": 50.0, "rouge2": 50.0,
-                                                                          "rougeLsum": 50.0}
+                                                                          "rougeL": 50.0, "rougeLsum": 50.0}

@@ -50,14 +50,8 @@ def generate_summaries(model: nn.Module, encode: BatchEncoder, documents: Sequen
 
 
 def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Mean ROUGE-1, -2 and -Lsum F1 (x100) of predictions against references."""
-    from rouge_score import rouge_scorer
+    """Mean ROUGE-1/2/L/Lsum F1 (x100) of predictions against references, as `bigbird-pegasus evaluate`
+    computes them (no bootstrap interval)."""
+    from ..evaluate import evaluate  # rouge-score and its sentence splitter: loaded at the first evaluation
 
-    names = ("rouge1", "rouge2", "rougeLsum")
-    scorer = rouge_scorer.RougeScorer(list(names), use_stemmer=True)
-    totals = dict.fromkeys(names, 0.0)
-    for prediction, reference in zip(predictions, references):
-        scores = scorer.score(reference, prediction)
-        for name in names:
-            totals[name] += scores[name].fmeasure
-    return {name: 100 * total / max(1, len(predictions)) for name, total in totals.items()}
+    return {name: score.f1 for name, score in evaluate(predictions, references, bootstrap=0).scores.items()}
