@@ -87,7 +87,8 @@ def subprocess_env(threads: int = 1) -> dict:
 
 
 def finetune_command(options: dict) -> list[str]:
-    return [sys.executable, "-m", "bigbird_pegasus.finetune", *command_line(options)]
+    """`bigbird-pegasus finetune ...` through the package's command line."""
+    return [sys.executable, "-m", "bigbird_pegasus", "finetune", *command_line(options)]
 
 
 def run_finetune(options: dict, timeout: float = 120) -> subprocess.CompletedProcess:

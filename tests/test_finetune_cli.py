@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bigbird_pegasus import cli
 from bigbird_pegasus.finetune import command
 from finetune_fixtures import random_examples, run_finetune, run_options, tiny_model, write_jsonl
 
@@ -39,6 +40,12 @@ def test_bad_options_are_reported(tmp_path, capsys, change, message):
     argv += [f"--{k}" for k, v in options.items() if v is True]
     assert command.main(argv) == 1
     assert capsys.readouterr().err.startswith(f"bigbird-pegasus finetune: error: {message}")
+
+
+def test_registered_in_the_package_command_line(tmp_path, capsys):
+    assert cli.main(["finetune", "--model", "m", "--train", str(tmp_path / "missing.jsonl"),
+                     "--output-dir", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == "bigbird-pegasus finetune: error: --train is not a file\n"
 
 
 def test_missing_required_option_is_a_usage_error(capsys):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import UserError
+from .finetune import command as finetune
 
 PROGRAM = "bigbird-pegasus"
 MAX_TRUNCATION_LINES = 10  # per-document truncation warnings printed before summing up the rest
@@ -257,4 +258,5 @@ SUBCOMMANDS = [
                add_summarize_arguments, run_summarize),
     Subcommand("evaluate", "ROUGE-1/2/L/Lsum of predictions against references, with bootstrap intervals.",
                add_evaluate_arguments, run_evaluate),
+    Subcommand("finetune", finetune.HELP, finetune.add_arguments, finetune.run),
 ]

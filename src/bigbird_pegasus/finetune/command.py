@@ -1,32 +1,40 @@
-"""`bigbird-pegasus finetune ...` (also `python -m bigbird_pegasus.finetune ...`, which torchrun can start)."""
+"""`bigbird-pegasus finetune ...`, a row of the CLI's subcommand table; also `python -m bigbird_pegasus.finetune`,
+which torchrun can start with `-m`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .errors import FinetuneError
+from ..errors import UserError
 from .options import TrainConfig, add_arguments
-from .trainer import train
 
-DESCRIPTION = "Fine-tune a BigBird-Pegasus checkpoint on a JSONL file of documents and summaries."
+PROGRAM = "bigbird-pegasus finetune"
+HELP = "Fine-tune a checkpoint on a JSON Lines file of documents and summaries (torchrun for several processes)."
+
+__all__ = ["HELP", "add_arguments", "main", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train with parsed `finetune` arguments; a FinetuneError is printed without a traceback (exit 1)."""
-    try:
-        result = train(TrainConfig.from_any({k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}))
-    except FinetuneError as e:
-        print(f"bigbird-pegasus finetune: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bigbird-pegasus finetune: interrupted; resume with --resume", file=sys.stderr)
-        return 130
+    """Train with parsed `finetune` arguments (a FinetuneError reaches the caller)."""
+    from .trainer import train  # torch.distributed's checkpoint and FSDP modules: imported only to train
+
+    fields = {name: value for name, value in vars(args).items() if name in TrainConfig.__dataclass_fields__}
+    result = train(TrainConfig.from_any(fields))
     print(f"fine-tuned model: {result.final_model}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bigbird-pegasus finetune", description=DESCRIPTION)
+    """The command on its own: errors the user can fix are printed as one line, exit status 1."""
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=HELP)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted; continue with --resume", file=sys.stderr)
+        return 130
