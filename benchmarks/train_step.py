@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from common import DEFAULT_CHECKPOINT, ensure_checkpoint, max_peak_mb, median_seconds, save_json
+from common import ensure_checkpoint, max_peak_mb, median_seconds, save_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -35,10 +35,10 @@ SCALING_WORDS = 2000  # word-level vocabulary of the scaling model; documents of
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default=DEFAULT_CHECKPOINT, help="the random-weight large checkpoint")
+    parser.add_argument("--workdir", help="folder of the random weights (default benchmarks/out/{large,tiny}-random)")
     parser.add_argument("--rounds", type=int, default=2, help="processes per library and setting")
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per process, after a warm-up step")
-    parser.add_argument("--source-length", type=int, default=4096)
+    parser.add_argument("--source-length", type=int, help="default 4096 (1024 with --tiny: its positions)")
     parser.add_argument("--target-length", type=int, default=256)
     parser.add_argument("--scaling-steps", type=int, default=12)
     parser.add_argument("--skip-scaling", action="store_true")
@@ -52,9 +52,10 @@ def main() -> None:
         return
 
     checkpoint = ensure_checkpoint(args.workdir, tiny=args.tiny)
+    args.source_length = args.source_length or (1024 if args.tiny else 4096)
     raw = {"step": step_comparison(args, checkpoint)}
     if not args.skip_scaling:
-        raw["scaling"] = scaling(args)
+        raw["scaling"] = scaling(args, os.path.join(os.path.dirname(checkpoint), "scaling-tiny" if args.tiny else "scaling"))
     if args.out:
         save_json(args.out, raw)
 
@@ -78,8 +79,8 @@ def step_comparison(args: argparse.Namespace, checkpoint: str) -> dict:
     for checkpointing, runs in results.items():
         theirs, ours = median_seconds(runs["reference"]), median_seconds(runs["ours"])
         speedup = f"{theirs / ours:.2f}x" if theirs and ours else "n/a"
-        print(f"| {'on' if checkpointing else 'off'} | {_figure(theirs, '.1f', runs['reference'])} "
-              f"| {_figure(ours, '.1f', runs['ours'])} | {speedup} "
+        print(f"| {'on' if checkpointing else 'off'} | {_figure(theirs, '.2f', runs['reference'])} "
+              f"| {_figure(ours, '.2f', runs['ours'])} | {speedup} "
               f"| {_figure(max_peak_mb(runs['reference']), '.0f', runs['reference'])} "
               f"| {_figure(max_peak_mb(runs['ours']), '.0f', runs['ours'])} |")
     return results
@@ -142,8 +143,8 @@ def peak_rss_mb() -> float:
 
 # -- scaling over processes ----------------------------------------------------------------------------------
 
-def scaling(args: argparse.Namespace) -> dict:
-    folder = os.path.join(os.path.dirname(os.path.abspath(args.workdir)), "scaling-tiny" if args.tiny else "scaling")
+def scaling(args: argparse.Namespace, folder: str) -> dict:
+    """Our finetune command with 1 and 2 processes on a small model and data made in `folder`."""
     model, data = scaling_inputs(folder, args.tiny)
     results = {}
     for processes in (1, 2):

@@ -122,9 +122,9 @@ def write_state(folder: Path, progress: Progress, run: dict[str, Any], optimizer
 
 
 def prune_checkpoints(output_dir: Path, keep_last: int) -> None:
-    """Delete all but the `keep_last` newest checkpoints."""
+    """Delete all but the `keep_last` newest checkpoints (a folder that cannot be deleted is left)."""
     for folder in complete_checkpoints(output_dir)[:-keep_last]:
-        shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- reading ---------------------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ def train(options: TrainConfig | argparse.Namespace | dict[str, Any] | list[str]
 
 
 class Trainer:
+    """One fine-tuning run in this process: data, model, optimizer and the position reached, built (or resumed)
+    at construction; `run()` trains to the last step, evaluating and saving as the options say."""
+
     def __init__(self, config: TrainConfig, procs: Processes):
         self.config, self.procs = config, procs
         self.output_dir = Path(config.output_dir)
@@ -97,10 +100,11 @@ class Trainer:
         last_saved = last_evaluated = self.progress.step if self.config.resume else None
         while self.progress.step < self.total_steps:
             steps = self._epoch_plan(self.progress.epoch)
+            epoch = self.progress.epoch
             figures = self._train_step(steps[self.progress.step_in_epoch])
             self.progress.advance(len(steps))
             step = self.progress.step
-            self.log.write("train", step=step, epoch=self.progress.epoch, **figures)
+            self.log.write("train", step=step, epoch=epoch, **figures)
             self.bar.step(figures["loss"], figures["tokens_per_second"])
             if self.validation_data and self.config.eval_every and step % self.config.eval_every == 0:
                 self.evaluate()
@@ -198,35 +202,40 @@ class Trainer:
         model = full_model(self.model, MODEL_CLASS, self.procs)
         optimizer = optimizer_state(self.model, self.optimizer)
         rng_states = self.procs.gather(capture_rng(self.procs.device))
-        target = checkpoint_path(self.output_dir, self.progress.step)
-        error = None
+
+        def fill(folder: Path) -> None:
+            model.save_pretrained(folder)
+            self.tokenizer.save_pretrained(folder)
+            write_state(folder, self.progress, self._run_description(), optimizer, self.scheduler.state_dict(),
+                        rng_states)
+
+        target = self._write_on_main(checkpoint_path(self.output_dir, self.progress.step), fill)
         if self.procs.is_main:
-            def fill(folder: Path) -> None:
-                model.save_pretrained(folder)
-                self.tokenizer.save_pretrained(folder)
-                write_state(folder, self.progress, self._run_description(), optimizer, self.scheduler.state_dict(),
-                            rng_states)
-            try:
-                write_folder_atomically(target, fill)
-                prune_checkpoints(self.output_dir, self.config.keep_last)
-            except FinetuneError as e:
-                error = str(e)
-        error = next((e for e in self.procs.gather(error) if e), None)
-        if error:
-            raise FinetuneError(error)
+            prune_checkpoints(self.output_dir, self.config.keep_last)
         self.log.write("checkpoint", step=self.progress.step, path=str(target))
         return target
 
     def _save_final_model(self) -> Path:
         """The fine-tuned model and its tokenizer in `output_dir/final`, ready for `from_pretrained`."""
         model = full_model(self.model, MODEL_CLASS, self.procs)
-        target = self.output_dir / FINAL_MODEL_FOLDER
+
+        def fill(folder: Path) -> None:
+            model.save_pretrained(folder)
+            self.tokenizer.save_pretrained(folder)
+
+        return self._write_on_main(self.output_dir / FINAL_MODEL_FOLDER, fill)
+
+    def _write_on_main(self, target: Path, fill: Callable[[Path], None]) -> Path:
+        """The main process writes `target` atomically; if it fails, every process raises its FinetuneError."""
+        error = None
         if self.procs.is_main:
-            def fill(folder: Path) -> None:
-                model.save_pretrained(folder)
-                self.tokenizer.save_pretrained(folder)
-            write_folder_atomically(target, fill)
-        self.procs.barrier()
+            try:
+                write_folder_atomically(target, fill)
+            except FinetuneError as e:
+                error = str(e)
+        error = next((e for e in self.procs.gather(error) if e), None)
+        if error:
+            raise FinetuneError(error)
         return target
 
     def _run_description(self) -> dict[str, Any]:
