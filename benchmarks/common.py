@@ -56,6 +56,16 @@ def save_random_weights(folder: str, tiny: bool) -> None:
     reference.save_pretrained(folder)
 
 
+def first_to_go_when_memory_runs_out() -> None:
+    """Ask Linux to kill this (measuring) process first if memory runs out: a run that needs more than the
+    machine has then fails alone, and shows as an error, instead of taking another process down."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass  # not Linux, or not allowed: measure anyway
+
+
 def run_worker(library: str, task: str, checkpoint: str, **options) -> dict:
     """One worker process; its JSON result, or {"error": ...} when it failed (e.g. killed for memory)."""
     command = [sys.executable, os.path.join(HERE, "worker.py"), "--library", library, "--task", task,

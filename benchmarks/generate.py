@@ -30,7 +30,7 @@ EOS = 1
 GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8, max_new_tokens=64, min_new_tokens=64)
 DOCUMENT_LENGTH = {"large": 4096, "tiny": 640}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import checkpoint_folder, save_random_weights  # noqa: E402  (benchmarks/ is no package)
+from common import checkpoint_folder, first_to_go_when_memory_runs_out, save_random_weights  # noqa: E402  (benchmarks/ is no package)
 
 
 def main() -> None:
@@ -87,6 +87,7 @@ def run_in_subprocess(implementation: str, workdir: Path, args: argparse.Namespa
 # -- inside a child process -----------------------------------------------------------------------------
 
 def run_child(args: argparse.Namespace) -> None:
+    first_to_go_when_memory_runs_out()
     if args.threads:
         torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from common import ensure_checkpoint, max_peak_mb, median_seconds, save_json
+from common import ensure_checkpoint, first_to_go_when_memory_runs_out, max_peak_mb, median_seconds, save_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--checkpointing", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        first_to_go_when_memory_runs_out()
         print(json.dumps(step_worker(args)))
         return
 

@@ -12,6 +12,8 @@ import argparse
 import json
 import time
 
+from common import first_to_go_when_memory_runs_out
+
 
 def peak_rss_mb() -> float:
     """The process's peak resident set (VmHWM), in MiB."""
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--quantize", choices=("int8",), help="ours only: int8 dynamic quantization")
     parser.add_argument("--compile", action="store_true", help="ours only: torch.compile the encoder")
     args = parser.parse_args()
+    first_to_go_when_memory_runs_out()
 
     start = time.perf_counter()
     model = load(args.library, args.checkpoint, args.dtype, args.quantize)

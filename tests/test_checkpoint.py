@@ -102,7 +102,9 @@ def test_our_checkpoint_opens_in_reference_with_identical_outputs(name, referenc
     model.save_pretrained(tmp_path)
     assert stored_keys(tmp_path) == stored_keys(reference_folders[name][1])  # the reference's key layout
     assert max_difference(reference_load(name, tmp_path), model) <= TOLERANCE
-    assert max_difference(ours(name).from_pretrained(tmp_path), model) == 0
+    # float rounding only: MKL picks its kernels by the weights' address alignment, and memory-mapped weights
+    # sit at other offsets than freshly allocated ones (few-row products, bigbird_pegasus/linear.py)
+    assert max_difference(ours(name).from_pretrained(tmp_path), model) <= 1e-6
 
 
 def test_tied_weights_are_written_once_under_the_reference_name(tmp_path):

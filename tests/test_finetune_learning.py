@@ -29,7 +29,7 @@ FILLER = ["the"]
 MODEL = dict(d_model=64, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
              encoder_ffn_dim=128, decoder_ffn_dim=128, block_size=32, num_random_blocks=2,
              max_position_embeddings=2048, dropout=0.0)
-TRAINING = dict(max_steps=200, batch_size=4, lr=1e-2, warmup_steps=10, max_source_length=2048, max_target_length=20)
+TRAINING = dict(max_steps=300, batch_size=4, lr=1e-2, warmup_steps=10, max_source_length=2048, max_target_length=20)
 TRAIN_LENGTHS = (300, 2000)  # document lengths in words, uniform
 TEST_LENGTH = 2000
 
@@ -71,6 +71,8 @@ def test_a_tiny_model_learns_to_find_the_planted_sentence(tmp_path):
 
     blind = 1 / len(SENTENCES)
     assert before <= blind
-    # measured here: 1.00 after 100 of the 200 steps (0.61 after 50), for two different initialisations
+    # measured here over training seeds: after 200 steps 14 of 20 runs scored 1.00 and the rest ~0.70 (three of the
+    # four sentences learned: a plateau that float rounding alone decides); after 300 steps all 5 of those tried
+    # scored 1.00
     assert after >= 0.9 and after >= 3 * blind, \
         f"held-out accuracy {after:.2f} (untrained {before:.2f}, blind to the document {blind})"

@@ -11,6 +11,7 @@ from torch import nn
 
 from .cache import DecoderCache
 from .layout import BlockLayout
+from .linear import Linear
 
 
 # -- masks, built once per forward ----------------------------------------------------------------------
@@ -103,9 +104,9 @@ class QueryKeyValue(nn.Module):
 
     def __init__(self, d_model: int, bias: bool):
         super().__init__()
-        self.query = nn.Linear(d_model, d_model, bias=bias)
-        self.key = nn.Linear(d_model, d_model, bias=bias)
-        self.value = nn.Linear(d_model, d_model, bias=bias)
+        self.query = Linear(d_model, d_model, bias=bias)
+        self.key = Linear(d_model, d_model, bias=bias)
+        self.value = Linear(d_model, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.query(x), self.key(x), self.value(x)
@@ -117,7 +118,7 @@ class EncoderAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, block_size: int, bias: bool, dropout: float):
         super().__init__()
         self.self = QueryKeyValue(d_model, bias)
-        self.output = nn.Linear(d_model, d_model, bias=bias)
+        self.output = Linear(d_model, d_model, bias=bias)
         self.num_heads = num_heads
         self.block_size = block_size
         self.dropout = dropout
@@ -205,10 +206,10 @@ class DecoderAttention(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, bias: bool, dropout: float):
         super().__init__()
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.q_proj = Linear(d_model, d_model, bias=bias)
+        self.k_proj = Linear(d_model, d_model, bias=bias)
+        self.v_proj = Linear(d_model, d_model, bias=bias)
+        self.out_proj = Linear(d_model, d_model, bias=bias)
         self.num_heads = num_heads
         self.dropout = dropout
 

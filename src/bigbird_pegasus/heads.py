@@ -11,6 +11,7 @@ from torch import nn
 from .cache import DecoderCache
 from .config import BigBirdPegasusConfig
 from .generation import GenerationMixin
+from .linear import Linear
 from .model import BigBirdPegasusDecoder, BigBirdPegasusModel, BigBirdPegasusPreTrainedModel, shift_tokens_right
 from .outputs import (
     CausalLMOutput, Seq2SeqLMOutput, Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput,
@@ -29,7 +30,7 @@ class BigBirdPegasusForConditionalGeneration(GenerationMixin, BigBirdPegasusPreT
         super().__init__(config)
         self.model = BigBirdPegasusModel(config)
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights(self.lm_head)
         self.tie_weights()
         self.compiled_step = None  # set by compile_for_generation
@@ -84,9 +85,9 @@ class BigBirdPegasusClassificationHead(nn.Module):
 
     def __init__(self, d_model: int, num_classes: int, dropout: float):
         super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
+        self.dense = Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(d_model, num_classes)
+        self.out_proj = Linear(d_model, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(x)))))
@@ -154,7 +155,7 @@ class BigBirdPegasusForQuestionAnswering(BigBirdPegasusPreTrainedModel):
         config.num_labels = 2
         super().__init__(config)
         self.model = BigBirdPegasusModel(config)
-        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.qa_outputs = Linear(config.d_model, 2)
         self.init_weights(self.qa_outputs)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -199,7 +200,7 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel):
         config.is_encoder_decoder = False
         super().__init__(config)
         self.model = BigBirdPegasusDecoderWrapper(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,

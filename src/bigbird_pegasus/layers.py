@@ -11,6 +11,7 @@ from torch import nn
 from .attention import DecoderAttention, EncoderAttention, SparseMasks
 from .cache import DecoderCache
 from .config import BigBirdPegasusConfig
+from .linear import Linear
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +50,8 @@ class EncoderLayer(nn.Module):
         self.self_attn = EncoderAttention(d, config.encoder_attention_heads, config.block_size, config.use_bias,
                                           config.attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, config.encoder_ffn_dim)
-        self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
+        self.fc1 = Linear(d, config.encoder_ffn_dim)
+        self.fc2 = Linear(config.encoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.activation = ACTIVATIONS[config.activation_function]
         self.dropout = config.dropout
@@ -75,8 +76,8 @@ class DecoderLayer(nn.Module):
         self.self_attn_layer_norm = nn.LayerNorm(d)
         self.encoder_attn = DecoderAttention(d, heads, config.use_bias, config.attention_dropout)
         self.encoder_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, config.decoder_ffn_dim)
-        self.fc2 = nn.Linear(config.decoder_ffn_dim, d)
+        self.fc1 = Linear(d, config.decoder_ffn_dim)
+        self.fc2 = Linear(config.decoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.activation = ACTIVATIONS[config.activation_function]
         self.dropout = config.dropout

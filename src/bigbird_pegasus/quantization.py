@@ -11,6 +11,8 @@ import warnings
 import torch
 from torch import nn
 
+from .linear import Linear
+
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Replace every nn.Linear of `model` (in place, on the CPU) by its int8 dynamic counterpart; returns it.
@@ -21,6 +23,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         raise ValueError("int8 dynamic quantization runs on the CPU: move the model there first")
     if any(p.dtype != torch.float32 for p in model.parameters()):
         raise ValueError("int8 dynamic quantization starts from an fp32 model: load it with dtype=torch.float32")
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.__class__ = nn.Linear  # the quantizer converts exact nn.Linear; ours adds no state to it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao on every use
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
