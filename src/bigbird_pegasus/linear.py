@@ -21,7 +21,8 @@ class Linear(nn.Linear):
         rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
         if x.device.type != "cpu" or not 0 < rows <= FEW_ROWS:
             return F.linear(x, self.weight, self.bias)
-        out = torch.mm(self.weight, x.reshape(rows, -1).t()).t()                      # (rows, out_features)
+        # (rows, out_features), made contiguous (a few rows: cheap): SDPA's fast kernels need unit last-dim stride
+        out = torch.mm(self.weight, x.reshape(rows, -1).t()).t().contiguous()
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features)
