@@ -247,6 +247,14 @@ def test_dtype_casts_every_tensor(dtype, reference_folders):
     assert model.lm_head.weight is model.model.shared.weight
 
 
+def test_torch_dtype_is_the_older_name_of_dtype(reference_folders):
+    folder = reference_folders[CG][1]
+    assert ours(CG).from_pretrained(folder, torch_dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert ours(CG).from_pretrained(folder, dtype="float16", torch_dtype=torch.float16).dtype == torch.float16
+    with pytest.raises(ValueError, match="torch_dtype"):
+        ours(CG).from_pretrained(folder, dtype=torch.float16, torch_dtype=torch.bfloat16)
+
+
 @pytest.mark.parametrize("dtype", [None, "auto"])
 def test_auto_dtype_keeps_the_file_dtype(dtype, tmp_path):
     model = our_model(CG).to(torch.bfloat16)

@@ -56,16 +56,21 @@ LISTED_KEYS = 20  # error messages list this many keys, then a count
 def load_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
                     device: str | torch.device | None = None, revision: str | None = None,
                     cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
-                    strict: bool = True):
+                    strict: bool = True, torch_dtype: torch.dtype | str | None = None):
     """A `cls` model, in eval mode, from a folder or hub id saved by this library or by `transformers`.
 
-    dtype: torch.float32 / bfloat16 / float16 or their names; None or "auto" keep the dtype of the file.
+    dtype: torch.float32 / bfloat16 / float16 or their names; None or "auto" keep the dtype of the file;
+    `torch_dtype` is its older `transformers` name (both at once must agree).
     device: where the model goes after loading. revision, cache_dir, local_files_only: as in
     `huggingface_hub` (HF_HUB_OFFLINE=1 also keeps it to the local cache). strict=False loads a checkpoint
     with missing or unexpected keys, with a warning; missing weights get the model's initialisation.
     """
     hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     requested_dtype = _requested_dtype(dtype)
+    if torch_dtype is not None:
+        if dtype is not None and requested_dtype != _requested_dtype(torch_dtype):
+            raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree: pass only dtype")
+        requested_dtype = _requested_dtype(torch_dtype)
     config = BigBirdPegasusConfig.from_pretrained(name_or_path, **hub)
     state = read_weights(find_weight_files(name_or_path, **hub))
     with torch.device("meta"), _SkipRandomInitOnMeta():

@@ -48,15 +48,16 @@ class BigBirdPegasusPreTrainedModel(nn.Module):
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
                         device: str | torch.device | None = None, revision: str | None = None,
                         cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
-                        strict: bool = True):
+                        strict: bool = True, torch_dtype: torch.dtype | str | None = None):
         """A model, in eval mode, from a folder or hub id saved by this library or by `transformers`
         (safetensors, sharded or not, or pytorch_model.bin). dtype: a torch.dtype or its name; None or
-        "auto" keep the file's. strict=False accepts missing or unexpected keys, with a warning.
-        See `bigbird_pegasus.checkpoint.load_pretrained`."""
+        "auto" keep the file's; `torch_dtype` is its older `transformers` name. strict=False accepts missing or
+        unexpected keys, with a warning. See `bigbird_pegasus.checkpoint.load_pretrained`."""
         from .checkpoint import load_pretrained
 
         return load_pretrained(cls, name_or_path, dtype=dtype, device=device, revision=revision,
-                               cache_dir=cache_dir, local_files_only=local_files_only, strict=strict)
+                               cache_dir=cache_dir, local_files_only=local_files_only, strict=strict,
+                               torch_dtype=torch_dtype)
 
     def save_pretrained(self, folder: str | os.PathLike, *, max_shard_size: int | str = "5GB") -> None:
         """config.json, generation_config.json and safetensors weights that `transformers` opens too, sharded
