@@ -150,7 +150,8 @@ def generate_table(result: dict) -> list[str]:
         rows.append(f"| {library} | {load:.1f} | {generate:.1f} | {load + generate:.1f} | "
                     f"{figures[library][2]:.2f} | {same} |")
     if len(figures) == 2:
-        (generate, end_to_end, peak), (ours_generate, ours_end_to_end, ours_peak) = figures["reference"], figures["ours"]
+        generate, end_to_end, peak = figures["reference"]
+        ours_generate, ours_end_to_end, ours_peak = figures["ours"]
         rows += ["", f"reference / ours: generate {generate / ours_generate:.2f}x faster, end to end "
                      f"{end_to_end / ours_end_to_end:.2f}x, peak memory {peak / ours_peak:.2f}x lower."]
     return rows + [""]

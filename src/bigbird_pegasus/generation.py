@@ -20,7 +20,8 @@ from .cache import DecoderCache
 from .generation_config import DEFAULT_NEW_TOKENS, GenerationConfig
 from .logits_process import LogitsProcessorList, build_logits_processors
 from .model import encoder_states_of
-from .outputs import GenerateBeamEncoderDecoderOutput, GenerateEncoderDecoderOutput
+from .outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
+                      GenerateEncoderDecoderOutput)
 
 
 class GenerationMixin:
@@ -50,35 +51,10 @@ class GenerationMixin:
         config, length_is_default = resolve_generation_config(self.generation_config, generation_config, kwargs)
         validate_generation_config(config)
         encoder_states, encoder_mask = self._encode_once(input_ids, attention_mask, encoder_outputs)
-        docs, device = encoder_states.shape[0], encoder_states.device
-        eos_ids, pad_id, start_id = special_tokens(config, device)
-        prompt = decoder_prompt(decoder_input_ids, start_id, docs, device)
-        rows_per_doc = max(config.num_beams, config.num_return_sequences)
-        prompt = prompt.repeat_interleave(rows_per_doc, dim=0)                        # (docs * g, p)
-        max_length, min_length = resolve_lengths(config, prompt.shape[1], length_is_default,
-                                                 self.config.max_position_embeddings)
-        if generator is None and seed is not None:
-            generator = torch.Generator(device).manual_seed(seed)
-        plan = DecodingPlan(
-            processors=build_logits_processors(config, eos_ids, min_length, max_length, device),
-            max_length=max_length, eos_ids=eos_ids, pad_id=pad_id, do_sample=config.do_sample,
-            generator=generator, record_scores=config.return_dict_in_generate and config.output_scores,
-            num_beams=config.num_beams, num_return_sequences=config.num_return_sequences,
-            length_penalty=config.length_penalty, early_stopping=config.early_stopping)
-        decoder = CachedDecoder(self.get_decoder(), self.project_to_vocab, encoder_states, encoder_mask,
-                                capacity=max_length - 1, step=getattr(self, "compiled_step", None))
-
-        if config.num_beams == 1:
-            sequences, scores = greedy_or_sample(decoder, prompt, plan)
-            if not config.return_dict_in_generate:
-                return sequences
-            return GenerateEncoderDecoderOutput(sequences=sequences, scores=scores)
-        result = beam_search(decoder, prompt, plan)
-        if not config.return_dict_in_generate:
-            return result.sequences
-        return GenerateBeamEncoderDecoderOutput(
-            sequences=result.sequences, sequences_scores=result.sequence_scores if config.output_scores else None,
-            scores=result.scores, beam_indices=result.beam_indices)
+        prompt = decoder_prompt(decoder_input_ids, start_token(config), encoder_states.shape[0],
+                                encoder_states.device)
+        return continue_prompts(self, config, length_is_default, prompt, generator, seed, encoder_states,
+                                encoder_mask, (GenerateEncoderDecoderOutput, GenerateBeamEncoderDecoderOutput))
 
     def _encode_once(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
                      encoder_outputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -95,6 +71,71 @@ class GenerationMixin:
             raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} does not match the "
                              f"encoder states {tuple(states.shape[:2])}")
         return states, attention_mask
+
+
+class DecoderOnlyGenerationMixin:
+    """`generate` for the causal LM (the decoder alone). The host class provides `config`, `generation_config`,
+    `get_decoder()` and `project_to_vocab`."""
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
+                 generation_config: GenerationConfig | None = None, generator: torch.Generator | None = None,
+                 seed: int | None = None, **kwargs: Any
+                 ) -> torch.Tensor | GenerateDecoderOnlyOutput | GenerateBeamDecoderOnlyOutput:
+        """Continue the prompts input_ids (rows, p) (default: one row holding `bos_token_id`); keywords as for
+        the encoder-decoder `generate`. Returns sequences (rows * num_return_sequences, length) that begin with
+        their prompt, finished rows padded; or, with `return_dict_in_generate=True`, an output holding them.
+        The prompts must be unpadded: an attention_mask (rows, p) with a zero is refused."""
+        if "inputs" in kwargs:  # the reference's name for the first argument
+            input_ids = kwargs.pop("inputs")
+        config, length_is_default = resolve_generation_config(self.generation_config, generation_config, kwargs)
+        validate_generation_config(config)
+        device = self.get_decoder().embed_tokens.weight.device
+        if input_ids is None:
+            if config.bos_token_id is None:
+                raise ValueError("input_ids: pass a prompt (rows, p), or set bos_token_id to start from it")
+            input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
+        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be a prompt of shape (rows, p) with p >= 1, got {tuple(input_ids.shape)}")
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            raise ValueError("attention_mask: padded prompts are not supported by the causal LM's generate; "
+                             "generate prompts of different lengths in separate calls")
+        return continue_prompts(self, config, length_is_default, input_ids.to(device), generator, seed, None, None,
+                                (GenerateDecoderOnlyOutput, GenerateBeamDecoderOnlyOutput))
+
+
+def continue_prompts(model: torch.nn.Module, config: GenerationConfig, length_is_default: bool, prompt: torch.Tensor,
+                     generator: torch.Generator | None, seed: int | None, encoder_states: torch.Tensor | None,
+                     encoder_mask: torch.Tensor | None, output_classes: tuple[type, type]) -> Any:
+    """Decode from prompt (docs, p) with `model`'s decoder, over encoder_states (docs, s, d_model) when given:
+    greedy search or sampling, or beam search. Returns the sequences, or an instance of `output_classes`
+    (greedy/sampling, beam search) when `return_dict_in_generate`."""
+    docs, device = prompt.shape[0], prompt.device
+    eos_ids, pad_id = special_tokens(config, device)
+    rows_per_doc = max(config.num_beams, config.num_return_sequences)
+    prompt = prompt.repeat_interleave(rows_per_doc, dim=0)                            # (docs * g, p)
+    max_length, min_length = resolve_lengths(config, prompt.shape[1], length_is_default,
+                                             model.config.max_position_embeddings)
+    if generator is None and seed is not None:
+        generator = torch.Generator(device).manual_seed(seed)
+    plan = DecodingPlan(
+        processors=build_logits_processors(config, eos_ids, min_length, max_length, device),
+        max_length=max_length, eos_ids=eos_ids, pad_id=pad_id, do_sample=config.do_sample,
+        generator=generator, record_scores=config.return_dict_in_generate and config.output_scores,
+        num_beams=config.num_beams, num_return_sequences=config.num_return_sequences,
+        length_penalty=config.length_penalty, early_stopping=config.early_stopping)
+    decoder = CachedDecoder(model.get_decoder(), model.project_to_vocab, encoder_states, encoder_mask,
+                            capacity=max_length - 1, step=getattr(model, "compiled_step", None))
+    greedy_output, beam_output = output_classes
+    if config.num_beams == 1:
+        sequences, scores = greedy_or_sample(decoder, prompt, plan)
+        return greedy_output(sequences=sequences, scores=scores) if config.return_dict_in_generate else sequences
+    result = beam_search(decoder, prompt, plan)
+    if not config.return_dict_in_generate:
+        return result.sequences
+    return beam_output(sequences=result.sequences,
+                       sequences_scores=result.sequence_scores if config.output_scores else None,
+                       scores=result.scores, beam_indices=result.beam_indices)
 
 
 # -- settings -------------------------------------------------------------------------------------------
@@ -168,16 +209,21 @@ def _is_token_lists(value: Any) -> bool:
                     for word in value))
 
 
-def special_tokens(config: GenerationConfig, device: torch.device) -> tuple[torch.Tensor | None, int | None, int]:
-    """eos ids (n_eos,) or None; the pad id (the first EOS id when unset); the decoder start id (bos when unset)."""
+def special_tokens(config: GenerationConfig, device: torch.device) -> tuple[torch.Tensor | None, int | None]:
+    """eos ids (n_eos,) or None; the pad id (the first EOS id when unset)."""
     eos_ids = None if config.eos_token_id is None else torch.tensor(_as_list(config.eos_token_id), device=device)
     pad_id = config.pad_token_id
     if pad_id is None and eos_ids is not None:
         pad_id = int(eos_ids[0])
+    return eos_ids, pad_id
+
+
+def start_token(config: GenerationConfig) -> int:
+    """The decoder start id (bos when unset)."""
     start_id = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
     if start_id is None:
         raise ValueError("decoder_start_token_id: set it (or bos_token_id) to start the decoder")
-    return eos_ids, pad_id, start_id
+    return start_id
 
 
 def decoder_prompt(decoder_input_ids: torch.Tensor | None, start_id: int, docs: int,
@@ -234,15 +280,16 @@ class DecodingPlan:
 class CachedDecoder:
     """The decoder during generation: its self-attention cache is preallocated to `capacity` positions; the
     cross-attention keys/values are projected from the encoder states (docs, s, d_model) once per layer, at the
-    prefill, and shared by the rows = docs * g of each document; logits come from the last position only."""
+    prefill, and shared by the rows = docs * g of each document (no encoder states: the decoder alone, as a
+    causal LM); logits come from the last position only."""
 
-    def __init__(self, decoder: torch.nn.Module, project_to_vocab, encoder_states: torch.Tensor,
+    def __init__(self, decoder: torch.nn.Module, project_to_vocab, encoder_states: torch.Tensor | None,
                  encoder_mask: torch.Tensor | None, capacity: int, step=None):
         self.decoder = decoder
         self.project_to_vocab = project_to_vocab
         self.encoder_states = encoder_states
         self.encoder_mask = encoder_mask
-        self.cross_bias = padding_bias(None if encoder_mask is None else encoder_mask.bool(), encoder_states.dtype)
+        self.cross_bias = None if encoder_mask is None else padding_bias(encoder_mask.bool(), encoder_states.dtype)
         self.cache = DecoderCache(len(decoder.layers))
         self.cache.reserve(capacity)
         self.step = step or decoder.step  # the static-shape one-token step, compiled or not

@@ -10,7 +10,7 @@ from torch import nn
 
 from .cache import DecoderCache
 from .config import BigBirdPegasusConfig
-from .generation import GenerationMixin
+from .generation import DecoderOnlyGenerationMixin, GenerationMixin
 from .linear import Linear
 from .model import BigBirdPegasusDecoder, BigBirdPegasusModel, BigBirdPegasusPreTrainedModel, shift_tokens_right
 from .outputs import (
@@ -192,8 +192,9 @@ class BigBirdPegasusDecoderWrapper(nn.Module):
         self.decoder = BigBirdPegasusDecoder(config, embed_tokens)
 
 
-class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel):
-    """The decoder alone as a language model (its LM head is not tied, as in the reference)."""
+class BigBirdPegasusForCausalLM(DecoderOnlyGenerationMixin, BigBirdPegasusPreTrainedModel):
+    """The decoder alone as a language model (its LM head is not tied, as in the reference); `generate`
+    continues prompts."""
 
     def __init__(self, config: BigBirdPegasusConfig):
         config.is_decoder = True
@@ -202,6 +203,13 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel):
         self.model = BigBirdPegasusDecoderWrapper(config)
         self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    def project_to_vocab(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder states (..., d_model) -> logits (..., vocab)."""
+        return self.lm_head(hidden)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 encoder_hidden_states: torch.Tensor | None = None,

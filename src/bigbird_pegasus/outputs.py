@@ -105,3 +105,13 @@ class GenerateBeamEncoderDecoderOutput(ModelOutput):
     sequences_scores: torch.Tensor | None = None
     scores: tuple[torch.Tensor, ...] | None = None
     beam_indices: torch.Tensor | None = None
+
+
+@dataclass
+class GenerateDecoderOnlyOutput(GenerateEncoderDecoderOutput):
+    """The causal LM's greedy search or sampling: the same fields, sequences beginning with their prompt."""
+
+
+@dataclass
+class GenerateBeamDecoderOnlyOutput(GenerateBeamEncoderDecoderOutput):
+    """The causal LM's beam search: the same fields, sequences beginning with their prompt."""

@@ -1,0 +1,113 @@
+"""`BigBirdPegasusForCausalLM.generate` against the reference's: identical tokens for greedy search, beam search
+and sampling on prompts of the decoder alone; its own argument errors."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from torch import nn  # noqa: E402
+
+import bigbird_pegasus  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+
+CONFIG = dict(vocab_size=120, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+              decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=128,
+              activation_function="gelu_new", dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+# encoder_layers = decoder_layers: the reference sizes the causal LM's cache by encoder_layers.
+# Weight scales that make peaked, context-dependent next-token distributions.
+LAYER_GAIN, LOGIT_STD = 1.5, 0.6
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """(reference, ours, prompts (3, 6)): the reference's random causal LM saved, ours loaded from it. Its EOS
+    id is a token that the reference's greedy search emits early in one row and never in another, so that
+    rows end at different steps."""
+    torch.manual_seed(0)
+    reference = transformers.BigBirdPegasusForCausalLM(transformers.BigBirdPegasusConfig(**CONFIG)).eval()
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, nn.Linear) and module is not reference.lm_head:
+                module.weight.normal_(0, LAYER_GAIN * module.in_features ** -0.5)
+        reference.lm_head.weight.normal_(0, LOGIT_STD)
+    prompts = torch.randint(3, CONFIG["vocab_size"], (3, 6), generator=torch.Generator().manual_seed(1))
+    continuations = reference.generate(prompts, max_new_tokens=20)[:, prompts.shape[1]:]
+    eos = next(int(token) for token in continuations[0, 3:]
+               if token not in continuations[0, :3] and token not in continuations[1])
+    reference.config.eos_token_id = reference.generation_config.eos_token_id = eos
+    folder = tmp_path_factory.mktemp("causal-lm")
+    reference.save_pretrained(folder)
+    ours = bigbird_pegasus.BigBirdPegasusForCausalLM.from_pretrained(folder)
+    return reference, ours, prompts
+
+
+@pytest.mark.parametrize("options", [
+    dict(max_new_tokens=20),
+    dict(max_length=15, min_new_tokens=5),
+    dict(max_new_tokens=20, no_repeat_ngram_size=2, repetition_penalty=1.3),
+    dict(num_beams=3, max_new_tokens=20),
+    dict(num_beams=4, max_new_tokens=20, length_penalty=0.6, num_return_sequences=2, no_repeat_ngram_size=3),
+    dict(num_beams=3, max_new_tokens=20, min_new_tokens=8, early_stopping=True),
+], ids=repr)
+def test_tokens_match_reference(models, options):
+    reference, ours, prompts = models
+    expected = reference.generate(prompts, attention_mask=torch.ones_like(prompts), **options)
+    actual = ours.generate(prompts, attention_mask=torch.ones_like(prompts), **options)
+    assert torch.equal(actual, expected), (expected, actual)
+    assert torch.equal(actual[:, :prompts.shape[1]], prompts.repeat_interleave(actual.shape[0] // 3, dim=0))
+
+
+def test_rows_end_at_different_steps(models):
+    """The parity above covers finished rows padded while others go on."""
+    _, ours, prompts = models
+    eos = ours.generation_config.eos_token_id
+    sequences = ours.generate(prompts, max_new_tokens=20)[:, prompts.shape[1]:]
+    ends = [(row == eos).nonzero()[0].item() if (row == eos).any() else None for row in sequences]
+    assert len(set(ends)) > 1 and any(end is not None for end in ends), sequences
+
+
+@pytest.mark.parametrize("options", [dict(max_new_tokens=12, top_k=10, top_p=0.9, temperature=0.8),
+                                     dict(max_new_tokens=12, num_beams=2)], ids=repr)
+def test_sampling_draws_the_reference_tokens(models, options):
+    reference, ours, prompts = models
+    for seed in range(2):
+        torch.manual_seed(seed)
+        expected = reference.generate(prompts, do_sample=True, **options)
+        torch.manual_seed(seed)
+        assert torch.equal(ours.generate(prompts, do_sample=True, **options), expected)
+
+
+def test_scores_and_output_fields_match_reference(models):
+    reference, ours, prompts = models
+    options = dict(num_beams=3, max_new_tokens=10, return_dict_in_generate=True, output_scores=True)
+    expected, actual = reference.generate(prompts, **options), ours.generate(prompts, **options)
+    assert type(actual).__name__ == type(expected).__name__ == "GenerateBeamDecoderOnlyOutput"
+    assert torch.equal(actual.sequences, expected.sequences)
+    torch.testing.assert_close(actual.sequences_scores, expected.sequences_scores, rtol=0, atol=1e-4)
+    greedy = ours.generate(prompts, max_new_tokens=4, return_dict_in_generate=True, output_scores=True)
+    assert type(greedy).__name__ == "GenerateDecoderOnlyOutput" and len(greedy.scores) == 4
+
+
+def test_no_prompt_starts_from_bos(models):
+    reference, ours, _ = models
+    assert torch.equal(ours.generate(max_new_tokens=8), reference.generate(max_new_tokens=8))
+
+
+@pytest.mark.parametrize("call, named", [
+    (lambda m, p: m.generate(p, attention_mask=torch.ones_like(p).index_fill(1, torch.tensor([0]), 0)),
+     "attention_mask"),
+    (lambda m, p: m.generate(p[0]), "input_ids"),
+    (lambda m, p: m.generate(p, num_beams=0), "num_beams"),
+    (lambda m, p: m.generate(p, max_new_tokens=-1), "max_new_tokens"),
+    (lambda m, p: m.generate(p, num_beams=2, num_return_sequences=3), "num_return_sequences"),
+], ids=["padded prompt", "1-D prompt", "num_beams=0", "negative max_new_tokens", "more sequences than beams"])
+def test_invalid_arguments_raise_naming_them(models, call, named):
+    _, ours, prompts = models
+    with pytest.raises(ValueError, match=named):
+        call(ours, prompts)
