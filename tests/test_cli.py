@@ -117,6 +117,7 @@ def failed(result, *fragments: str) -> None:
     assert "bigbird-pegasus summarize: error: " in result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
+    assert ".." not in result.stderr.replace("./", ""), result.stderr  # messages joined without doubled stops
 
 
 def jsonl(path) -> list[dict]:
@@ -233,7 +234,7 @@ def test_a_failed_run_leaves_an_existing_output_untouched(runs, workdir):
     ("not_a_checkpoint", ["cannot load the model 'not_a_model'", "not a BigBirdPegasus checkpoint"]),
     ("missing_model_folder", ["cannot load the model './no_such_model'", "no_such_model"]),
     ("default_model_offline", [f"cannot load the model '{DEFAULT_MODEL}'", "downloaded on first use",
-                               f"`hf download {DEFAULT_MODEL} --local-dir FOLDER`", "(--model FOLDER)"]),
+                               f"`hf download {DEFAULT_MODEL} --local-dir FOLDER`", "load it from there (--model FOLDER)."]),
 ])
 def test_unusable_model_fails_with_a_message_saying_what_to_do(runs, name, fragments):
     failed(runs[name], *fragments)

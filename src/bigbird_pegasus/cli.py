@@ -159,7 +159,7 @@ def _summarizer(args: argparse.Namespace):
                           max_length=args.max_length, min_length=args.min_length,
                           no_repeat_ngram_size=args.no_repeat_ngram_size)
     except ModelLoadError as error:
-        raise UserError(f"{error}{'' if is_local(args.model) else ' (--model FOLDER)'}") from None
+        raise UserError(str(error) if is_local(args.model) else f"{str(error).rstrip('.')} (--model FOLDER).") from None
     except ValueError as error:
         raise UserError(str(error)) from None
 

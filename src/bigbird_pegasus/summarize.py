@@ -242,7 +242,7 @@ def load_model(name_or_path: str | os.PathLike, dtype: str | torch.dtype | None 
     try:
         return BigBirdPegasusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype, device=device)
     except _LOAD_ERRORS as error:
-        raise ModelLoadError(f"cannot load the model {str(name_or_path)!r}: {error}{_hub_hint(name_or_path)}"
+        raise ModelLoadError(f"cannot load the model {str(name_or_path)!r}: {_with_hub_hint(error, name_or_path)}"
                              ) from error
 
 
@@ -251,8 +251,8 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PegasusTokenizer:
     try:
         return PegasusTokenizer.from_pretrained(name_or_path)
     except _LOAD_ERRORS as error:
-        raise ModelLoadError(f"cannot load the tokenizer of {str(name_or_path)!r}: {error}{_hub_hint(name_or_path)}"
-                             ) from error
+        raise ModelLoadError(f"cannot load the tokenizer of {str(name_or_path)!r}: "
+                             f"{_with_hub_hint(error, name_or_path)}") from error
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -277,13 +277,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def _hub_hint(name_or_path: str | os.PathLike) -> str:
-    """What to do when a hub checkpoint is not at hand."""
+def _with_hub_hint(error: Exception, name_or_path: str | os.PathLike) -> str:
+    """The error's message, followed for a hub id by what to do when the checkpoint is not at hand."""
     if is_local(name_or_path):
-        return ""
-    return (f". Hub checkpoints (about 2.3 GB for {DEFAULT_MODEL}) are downloaded on first use and cached; without "
-            f"a network, fetch it where there is one (`hf download {name_or_path} --local-dir FOLDER`), copy the "
-            "folder here and load it from there")
+        return str(error)
+    return (f"{str(error).rstrip('.')}. Hub checkpoints (about 2.3 GB for {DEFAULT_MODEL}) are downloaded on first "
+            f"use and cached; without a network, fetch it where there is one (`hf download {name_or_path} "
+            "--local-dir FOLDER`), copy the folder here and load it from there.")
 
 
 def _check_vocabulary(tokenizer: PegasusTokenizer, model: BigBirdPegasusForConditionalGeneration, source) -> None:
