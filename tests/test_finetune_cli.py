@@ -22,7 +22,8 @@ def test_malformed_jsonl_names_the_line_without_a_traceback(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (dict(batch_size=0), "--batch-size must be a positive integer"),
     (dict(label_smoothing=1.5), "--label-smoothing must be in [0, 1)"),
-    (dict(train="missing.jsonl"), "--train is not a file"),
+    (dict(train="missing.jsonl"), "--train missing.jsonl: no such file"),
+    (dict(validation="."), "--validation .: is a folder, not a file"),
     (dict(model="no/such/model"), "--model no/such/model: Tokenizer folder no/such/model does not exist"),
     (dict(tokenizer="no/such/tokenizer"), "--tokenizer no/such/tokenizer: Tokenizer folder no/such/tokenizer"),
     (dict(model="no/such/model", tokenizer="TOKENIZER"), "--model no/such/model: no such checkpoint folder"),
@@ -43,9 +44,9 @@ def test_bad_options_are_reported(tmp_path, capsys, change, message):
 
 
 def test_registered_in_the_package_command_line(tmp_path, capsys):
-    assert cli.main(["finetune", "--model", "m", "--train", str(tmp_path / "missing.jsonl"),
-                     "--output-dir", str(tmp_path / "out")]) == 1
-    assert capsys.readouterr().err == "bigbird-pegasus finetune: error: --train is not a file\n"
+    missing = tmp_path / "missing.jsonl"
+    assert cli.main(["finetune", "--model", "m", "--train", str(missing), "--output-dir", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == f"bigbird-pegasus finetune: error: --train {missing}: no such file\n"
 
 
 def test_missing_required_option_is_a_usage_error(capsys):

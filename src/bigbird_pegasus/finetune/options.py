@@ -72,7 +72,8 @@ class TrainConfig:
         _require(self.grad_clip >= 0, "grad_clip", "must be 0 (off) or more")
         for name in ("train", "validation"):
             path = getattr(self, name)
-            _require(path is None or os.path.isfile(path), name, "is not a file")
+            _require(path is None or os.path.isfile(path), name,
+                     f"{path}: {'is a folder, not a file' if path and os.path.isdir(path) else 'no such file'}")
 
     @classmethod
     def from_any(cls, options: TrainConfig | argparse.Namespace | dict[str, Any] | list[str]) -> TrainConfig:
