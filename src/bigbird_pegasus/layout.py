@@ -110,8 +110,9 @@ def random_blocks(seq_len: int, block_size: int, num_random: int, num_heads: int
                   max_seq_len: int) -> np.ndarray:
     """The reference's training-mode random key blocks: (heads, nb - 2, num_random), -1 where fewer.
 
-    Drawn with numpy's legacy generator seeded with `seed` (the layer index), in the reference's order,
-    so the blocks are identical to its `np.random.seed(seed)` + `np.random.permutation` calls.
+    Drawn from a private numpy RandomState seeded with `seed` (the layer index), in the reference's order,
+    so the blocks are identical to those the reference draws after seeding numpy's global generator; the
+    global generator itself is never touched.
     """
     rng = np.random.RandomState(seed)
     num_blocks = seq_len // block_size

@@ -12,14 +12,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..config import BigBirdPegasusConfig
@@ -178,31 +176,20 @@ def check_same_run(folder: Path, run: dict[str, Any], saved_run: dict[str, Any],
 # -- random number generators ----------------------------------------------------------------------------
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
-    """Python's, numpy's and torch's generator states (and the CUDA one of `device`), as plain tensors."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position,
-                                                    has_gauss, cached),
-             "torch": torch.get_rng_state()}
+    """torch's generator states (and the CUDA one of `device`): the only global generators training draws from
+    (dropout); the data order and the evaluation sample have generators of their own."""
+    state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def restore_rng(state: dict[str, Any], device: torch.device) -> None:
-    random.setstate(_as_tuples(state["python"]))
-    kind, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _as_tuples(value: Any) -> Any:
-    """Python's generator state comes back from torch.load with lists where it had tuples."""
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
+def seed_torch(seed: int) -> None:
+    """Seed torch's generators; Python's and numpy's global ones are left to the caller (nothing here uses them)."""
     torch.manual_seed(seed)

@@ -28,7 +28,7 @@ from .positions import extend_position_embeddings
 from .reporting import ProgressBar, RunLog
 from .state import (
     Progress, capture_rng, check_same_run, checkpoint_path, prune_checkpoints,
-    read_progress, read_state, remove_temporary_folders, restore_rng, resume_folder, seed_everything,
+    read_progress, read_state, remove_temporary_folders, restore_rng, resume_folder, seed_torch,
     write_folder_atomically, write_state,
 )
 
@@ -82,7 +82,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config.optimizer, config.learning_rate, config.weight_decay)
         self.scheduler = linear_schedule(self.optimizer, config.warmup_steps, self.total_steps)
         self.progress = Progress()
-        seed_everything(config.seed + procs.rank)
+        seed_torch(config.seed + procs.rank)
         if resume_from is not None:
             self._resume(resume_from)
         self.evaluation: dict[str, float] = {}
