@@ -66,6 +66,15 @@ def first_to_go_when_memory_runs_out() -> None:
         pass  # not Linux, or not allowed: measure anyway
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident set so far (VmHWM), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def run_worker(library: str, task: str, checkpoint: str, **options) -> dict:
     """One worker process; its JSON result, or {"error": ...} when it failed (e.g. killed for memory)."""
     command = [sys.executable, os.path.join(HERE, "worker.py"), "--library", library, "--task", task,

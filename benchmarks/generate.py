@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ EOS = 1
 GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8, max_new_tokens=64, min_new_tokens=64)
 DOCUMENT_LENGTH = {"large": 4096, "tiny": 640}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import checkpoint_folder, first_to_go_when_memory_runs_out, save_random_weights  # noqa: E402  (benchmarks/ is no package)
+from common import checkpoint_folder, first_to_go_when_memory_runs_out, peak_rss_mb, save_random_weights  # noqa: E402  (benchmarks/ is no package)
 
 
 def main() -> None:
@@ -98,7 +97,7 @@ def run_child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     model = model_class.from_pretrained(workdir).eval()
     load_s = time.perf_counter() - started
-    peak_after_load_kb = peak_rss_kb()
+    peak_after_load_mb = peak_rss_mb()
     reset_peak_rss()
     ids, mask = document(model.config.vocab_size, DOCUMENT_LENGTH["tiny" if args.tiny else "large"])
     started = time.perf_counter()
@@ -106,8 +105,8 @@ def run_child(args: argparse.Namespace) -> None:
         tokens = model.generate(ids, attention_mask=mask, **GENERATE_OPTIONS)
     generate_s = time.perf_counter() - started
     result = dict(implementation=args.child, load_s=load_s, generate_s=generate_s,
-                  peak_rss_gb=max(peak_after_load_kb, peak_rss_kb()) / 2**20,
-                  generate_peak_rss_gb=peak_rss_kb() / 2**20, tokens=tokens.tolist(), threads=torch.get_num_threads())
+                  peak_rss_gb=max(peak_after_load_mb, peak_rss_mb()) / 1024,
+                  generate_peak_rss_gb=peak_rss_mb() / 1024, tokens=tokens.tolist(), threads=torch.get_num_threads())
     if args.profile:
         result["profile"] = profile_ours(model, ids, mask)
     Path(args.result).write_text(json.dumps(result))
@@ -130,10 +129,6 @@ def document(vocab_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.randint(3, vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
     ids[0, -1] = EOS
     return ids, torch.ones_like(ids)
-
-
-def peak_rss_kb() -> int:
-    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
 def reset_peak_rss() -> None:

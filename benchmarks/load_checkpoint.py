@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from common import peak_rss_mb
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 LIBRARIES = ("reference", "ours")
@@ -95,17 +97,17 @@ def measure_loading(library: str, workdir: str, dtype_name: str) -> dict:
         lib.logging.set_verbosity_error()
     model_class = lib.BigBirdPegasusForConditionalGeneration
     imported = time.perf_counter()
-    rss_after_import = peak_rss_mib()
+    rss_after_import = peak_rss_mb()
     model = model_class.from_pretrained(workdir, dtype=getattr(torch, dtype_name))
     loaded = time.perf_counter()
-    peak_load = peak_rss_mib()
+    peak_load = peak_rss_mb()
     with torch.no_grad():
         for tensor in list(model.parameters()) + list(model.buffers()):
             tensor.sum()  # reads every page of a lazily mapped file
     touched = time.perf_counter()
     return {"import_s": imported - start, "load_s": loaded - imported, "load_touch_s": touched - imported,
-            "peak_load_mib": peak_load, "peak_touch_mib": peak_rss_mib(),
-            "added_mib": peak_rss_mib() - rss_after_import, "checksum": checksum(model),
+            "peak_load_mib": peak_load, "peak_touch_mib": peak_rss_mb(),
+            "added_mib": peak_rss_mb() - rss_after_import, "checksum": checksum(model),
             "parameters": sum(p.numel() for p in model.parameters()),
             "dtype": str(next(model.parameters()).dtype)}
 
@@ -117,15 +119,6 @@ def checksum(model) -> float:
     with torch.no_grad():
         tensors = list(model.parameters()) + list(model.buffers())
         return round(sum(t.reshape(-1)[::997].double().sum().item() for t in tensors), 6)
-
-
-def peak_rss_mib() -> float:
-    """The process's peak resident set so far (VmHWM), in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def table(results: dict[str, list[dict]], workdir: str, args) -> str:

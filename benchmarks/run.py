@@ -1,7 +1,7 @@
 """Every speed and memory figure of the README, in one command: ours and the reference on the same weights.
 
     python benchmarks/run.py                 # the full run (~1.5 hours on a 2-core machine)
-    python benchmarks/run.py --tiny          # a smoke run of every step on a small model
+    python benchmarks/run.py --tiny          # a smoke run of every step on a small model (report in benchmarks/out/)
 
 Runs, each measurement in fresh processes with the libraries alternating (see each script):
   1. encoder.py       encoder forward at 1024, 2048 and 4096 tokens, both libraries;
@@ -84,10 +84,12 @@ def write_report(results: dict, tiny: bool) -> None:
         lines += generate_table(results["generate"])
     if "train" in results:
         lines += train_tables(results["train"])
-    with open(os.path.join(HERE, "results.md"), "w") as f:
+    folder, prefix = (OUT, "tiny-") if tiny else (HERE, "")  # a smoke run leaves the published figures alone
+    with open(os.path.join(folder, f"{prefix}results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     if "encoder" in results:
-        plot(results["encoder"]["results"], results.get("long", {}).get("results", {}))
+        plot(results["encoder"]["results"], results.get("long", {}).get("results", {}),
+             os.path.join(folder, f"{prefix}scaling.png"))
     print("\n".join(lines))
 
 
@@ -175,7 +177,7 @@ def train_tables(result: dict) -> list[str]:
     return rows + [""]
 
 
-def plot(both: dict, ours_alone: dict) -> None:
+def plot(both: dict, ours_alone: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,7 +199,7 @@ def plot(both: dict, ours_alone: dict) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    figure.savefig(os.path.join(HERE, "scaling.png"), dpi=110)
+    figure.savefig(path, dpi=110)
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 
-from common import ensure_checkpoint, first_to_go_when_memory_runs_out, max_peak_mb, median_seconds, save_json
+from common import (ensure_checkpoint, first_to_go_when_memory_runs_out, max_peak_mb, median_seconds, peak_rss_mb,
+                    save_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -132,14 +133,6 @@ def step_worker(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - start)
     return {"library": args.worker, "checkpointing": args.checkpointing, "seconds": times[1:],
             "warmup_seconds": times[0], "peak_rss_mb": peak_rss_mb()}
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 # -- scaling over processes ----------------------------------------------------------------------------------

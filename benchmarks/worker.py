@@ -12,16 +12,7 @@ import argparse
 import json
 import time
 
-from common import first_to_go_when_memory_runs_out
-
-
-def peak_rss_mb() -> float:
-    """The process's peak resident set (VmHWM), in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+from common import first_to_go_when_memory_runs_out, peak_rss_mb
 
 
 def load(library: str, checkpoint: str, dtype: str, quantize: str | None):
