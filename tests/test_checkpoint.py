@@ -508,6 +508,15 @@ def test_hub_id_offline_and_not_cached_says_how_to_fix(tmp_path):
     assert "unset HF_HUB_OFFLINE" in message and "local folder" in message
 
 
+def test_hub_id_not_cached_with_local_files_only_names_that_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # local_files_only alone keeps the hub out of reach
+    with pytest.raises(OSError) as error:
+        ours(CG).from_pretrained("google/bigbird-pegasus-large-arxiv", cache_dir=tmp_path, local_files_only=True)
+    message = str(error.value)
+    assert "local_files_only=True" in message and "(local_files_only=False)" in message
+    assert "HF_HUB_OFFLINE" not in message
+
+
 def test_hub_id_loads_from_the_shared_cache_offline(tmp_path, reference_folders):
     ref, folder = reference_folders[CG]
     commit = fake_hub_cache(tmp_path, "google/bigbird-pegasus-large-arxiv", folder)

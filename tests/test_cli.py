@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -238,6 +240,25 @@ def test_a_failed_run_leaves_an_existing_output_untouched(runs, workdir):
 ])
 def test_unusable_model_fails_with_a_message_saying_what_to_do(runs, name, fragments):
     failed(runs[name], *fragments)
+
+
+def test_hub_messages_are_printed_once(tmp_path):
+    """huggingface_hub logs through its own handler (its retries while the network is down): the command's
+    logging must not print each of its lines a second time."""
+    script = (
+        "import importlib, sys\n"
+        "summarize = importlib.import_module('bigbird_pegasus.summarize')  # the module, not the function\n"
+        "from bigbird_pegasus.cli import main\n"
+        "def load_model(*args):\n"
+        "    from huggingface_hub.utils import logging as hub_logging\n"
+        "    hub_logging.get_logger('huggingface_hub.file_download').warning('hub retrying')\n"
+        "    raise summarize.ModelLoadError('the hub could not be reached')\n"
+        "summarize.load_model = load_model\n"
+        f"sys.exit(main(['summarize', {str(tmp_path / 'doc.txt')!r}, '--model', 'someone/model']))\n")
+    (tmp_path / "doc.txt").write_text(" ".join(english_paragraphs(3)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("hub retrying") == 1, result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) and return its exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(format=f"{PROGRAM}: %(message)s", level=logging.WARNING)
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.disable_propagation()  # the hub prints its own messages (retries...): not a second time through ours
     try:
         return args.run(args)
     except UserError as error:

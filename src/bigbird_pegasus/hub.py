@@ -74,13 +74,16 @@ def _download(repo_id, filename, required, revision, cache_dir, local_files_only
     except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
         if not required and _cached_repo_exists(repo_id, revision, cache_dir):
             return None
-        reason = ("HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE", "0").upper() in OFFLINE_VALUES
-                  else "local_files_only=True" if local_files_only else "the hub could not be reached")
+        if os.environ.get("HF_HUB_OFFLINE", "0").upper() in OFFLINE_VALUES:
+            reason, access = "HF_HUB_OFFLINE is set", "with network access (unset HF_HUB_OFFLINE)"
+        elif local_files_only:
+            reason, access = "local_files_only=True", "with network access (local_files_only=False)"
+        else:
+            reason, access = "the hub could not be reached", "where the hub can be reached"
         raise OSError(
             f"cannot load {filename} of {repo_id!r}: {reason} and it is not in the local cache "
             f"({cache_dir or constants.HF_HUB_CACHE}), and no local folder has that name. Download it once "
-            "with network access (unset HF_HUB_OFFLINE), or pass the path of a local folder that holds "
-            "the checkpoint."
+            f"{access}, or pass the path of a local folder that holds the checkpoint."
         ) from None
     except EntryNotFoundError:
         if required:
