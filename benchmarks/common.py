@@ -111,6 +111,13 @@ def max_peak_mb(results: list[dict]) -> float | None:
     return max(peaks) if peaks else None
 
 
+def generate_run_label(run: dict) -> str:
+    """A generate run's row name: "reference", "ours", or e.g. "ours, values" for ours with another
+    cross-attention cache than the default."""
+    mode = run.get("cross_attention_cache")
+    return run["implementation"] if mode in (None, "keys_and_values") else f"{run['implementation']}, {mode}"
+
+
 def save_json(path: str, payload) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

@@ -8,6 +8,7 @@ Nothing is asserted: this measures.
     python benchmarks/generate.py                 # large config, 4096 tokens, beam 5, 64 new tokens
     python benchmarks/generate.py --tiny          # smoke run on a tiny config
     python benchmarks/generate.py --only ours --profile   # our time breakdown: encoder, cross K/V, steps
+    python benchmarks/generate.py --cross-attention-cache keys_and_values values none   # ours in each mode
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ EOS = 1
 GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8, max_new_tokens=64, min_new_tokens=64)
 DOCUMENT_LENGTH = {"large": 4096, "tiny": 640}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import checkpoint_folder, first_to_go_when_memory_runs_out, peak_rss_mb, save_random_weights  # noqa: E402  (benchmarks/ is no package)
+from common import (checkpoint_folder, first_to_go_when_memory_runs_out, generate_run_label,  # noqa: E402
+                    peak_rss_mb, save_random_weights)  # (benchmarks/ is no package)
 
 
 def main() -> None:
@@ -43,15 +45,16 @@ def main() -> None:
         print(f"saving random {size} weights with the reference into {workdir} ...", flush=True)
         subprocess.run([sys.executable, __file__, "--child", "save", "--workdir", str(workdir)]
                        + (["--tiny"] if args.tiny else []), check=True)
-    implementations = ["ours", "reference"] if args.only == "both" else [args.only]
+    ours = [("ours", mode) for mode in args.cross_attention_cache]
+    runs_per_repeat = {"both": ours + [("reference", None)], "ours": ours, "reference": [("reference", None)]}
     runs = []
     for repeat in range(args.repeats):
-        for implementation in implementations:
-            result = run_in_subprocess(implementation, workdir, args)
+        for implementation, mode in runs_per_repeat[args.only]:
+            result = run_in_subprocess(implementation, mode, workdir, args)
             result["repeat"] = repeat
             runs.append(result)
-            print(f"{implementation} #{repeat}: load {result['load_s']:.1f} s, generate {result['generate_s']:.1f} s, "
-                  f"peak {result['peak_rss_gb']:.2f} GB", flush=True)
+            print(f"{generate_run_label(result)} #{repeat}: load {result['load_s']:.1f} s, "
+                  f"generate {result['generate_s']:.1f} s, peak {result['peak_rss_gb']:.2f} GB", flush=True)
     report(runs, size, workdir, args)
 
 
@@ -62,6 +65,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each implementation, alternating")
     parser.add_argument("--tiny", action="store_true", help="a tiny config: a smoke run")
     parser.add_argument("--only", choices=("both", "ours", "reference"), default="both")
+    parser.add_argument("--cross-attention-cache", nargs="+", default=["keys_and_values"],
+                        choices=("keys_and_values", "values", "none"),
+                        help="our generate's cross-attention cache; several: one run of ours in each, per repeat")
     parser.add_argument("--profile", action="store_true", help="our time breakdown (encoder, cross K/V, steps)")
     parser.add_argument("--threads", type=int, help="torch threads in each run (default: torch's)")
     parser.add_argument("--child", choices=("save", "ours", "reference"), help=argparse.SUPPRESS)
@@ -69,11 +75,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_in_subprocess(implementation: str, workdir: Path, args: argparse.Namespace) -> dict:
+def run_in_subprocess(implementation: str, mode: str | None, workdir: Path, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         result_file = Path(scratch) / "result.json"
         command = [sys.executable, __file__, "--child", implementation, "--workdir", str(workdir),
                    "--result", str(result_file)]
+        command += ["--cross-attention-cache", mode] if mode else []
         command += ["--tiny"] if args.tiny else []
         command += ["--profile"] if args.profile and implementation == "ours" else []
         command += ["--threads", str(args.threads)] if args.threads else []
@@ -100,15 +107,19 @@ def run_child(args: argparse.Namespace) -> None:
     peak_after_load_mb = peak_rss_mb()
     reset_peak_rss()
     ids, mask = document(model.config.vocab_size, DOCUMENT_LENGTH["tiny" if args.tiny else "large"])
+    options = dict(GENERATE_OPTIONS)
+    if args.child == "ours":
+        options["cross_attention_cache"] = args.cross_attention_cache[0]
     started = time.perf_counter()
     with torch.no_grad():
-        tokens = model.generate(ids, attention_mask=mask, **GENERATE_OPTIONS)
+        tokens = model.generate(ids, attention_mask=mask, **options)
     generate_s = time.perf_counter() - started
-    result = dict(implementation=args.child, load_s=load_s, generate_s=generate_s,
+    result = dict(implementation=args.child, cross_attention_cache=options.get("cross_attention_cache"),
+                  load_s=load_s, generate_s=generate_s,
                   peak_rss_gb=max(peak_after_load_mb, peak_rss_mb()) / 1024,
                   generate_peak_rss_gb=peak_rss_mb() / 1024, tokens=tokens.tolist(), threads=torch.get_num_threads())
     if args.profile:
-        result["profile"] = profile_ours(model, ids, mask)
+        result["profile"] = profile_ours(model, ids, mask, options)
     Path(args.result).write_text(json.dumps(result))
 
 
@@ -136,7 +147,7 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def profile_ours(model, ids: torch.Tensor, mask: torch.Tensor) -> dict:
+def profile_ours(model, ids: torch.Tensor, mask: torch.Tensor, options: dict) -> dict:
     """A second, instrumented generate: encoder, prefill (cross K/V included), each decode step, and the rest
     (beam bookkeeping and logits processing); plus the cross K/V projections timed alone."""
     from bigbird_pegasus import generation
@@ -158,7 +169,7 @@ def profile_ours(model, ids: torch.Tensor, mask: torch.Tensor) -> dict:
     generation.CachedDecoder.decode_one_token = timed(step, "step")
     started = time.perf_counter()
     with torch.no_grad():
-        model.generate(ids, attention_mask=mask, **GENERATE_OPTIONS)
+        model.generate(ids, attention_mask=mask, **options)
         total = time.perf_counter() - started
         states = model.get_encoder()(ids, mask).last_hidden_state
         started = time.perf_counter()
@@ -176,36 +187,36 @@ def profile_ours(model, ids: torch.Tensor, mask: torch.Tensor) -> dict:
 # -- the report -----------------------------------------------------------------------------------------
 
 def report(runs: list[dict], size: str, workdir: Path, args: argparse.Namespace) -> None:
-    by_implementation: dict[str, list[dict]] = {}
+    by_label: dict[str, list[dict]] = {}
     for run in runs:
-        by_implementation.setdefault(run["implementation"], []).append(run)
-    reference_tokens = by_implementation.get("reference", [{}])[0].get("tokens")
+        by_label.setdefault(generate_run_label(run), []).append(run)
+    reference_tokens = by_label.get("reference", [{}])[0].get("tokens")
 
-    def best(implementation: str, key: str) -> float:
-        return min(run[key] for run in by_implementation[implementation])
+    def best(name: str, key: str) -> float:
+        return min(run[key] for run in by_label[name])
 
     identical = None if reference_tokens is None else all(run["tokens"] == reference_tokens for run in runs)
     rows = ["| implementation | load s | generate s | end to end s | peak RSS GB | generate peak RSS GB | tokens |",
             "|---|---|---|---|---|---|---|"]
-    for implementation, its_runs in by_implementation.items():
-        same = ("reference" if implementation == "reference" else
+    for name, its_runs in by_label.items():
+        same = ("reference" if name == "reference" else
                 "n/a" if reference_tokens is None else
                 "identical" if all(run["tokens"] == reference_tokens for run in its_runs) else "DIFFERENT")
         end_to_end = min(run["load_s"] + run["generate_s"] for run in its_runs)
-        rows.append(f"| {implementation} | {best(implementation, 'load_s'):.1f} "
-                    f"| {best(implementation, 'generate_s'):.1f} | {end_to_end:.1f} "
-                    f"| {best(implementation, 'peak_rss_gb'):.2f} | {best(implementation, 'generate_peak_rss_gb'):.2f} "
-                    f"| {same} |")
+        rows.append(f"| {name} | {best(name, 'load_s'):.1f} | {best(name, 'generate_s'):.1f} | {end_to_end:.1f} "
+                    f"| {best(name, 'peak_rss_gb'):.2f} | {best(name, 'generate_peak_rss_gb'):.2f} | {same} |")
     ratios = {}
-    if len(by_implementation) == 2:
-        for key in ("generate_s", "peak_rss_gb", "generate_peak_rss_gb"):
-            ratios[key] = best("reference", key) / best("ours", key)
-        ratios["end_to_end_s"] = (min(r["load_s"] + r["generate_s"] for r in by_implementation["reference"])
-                                  / min(r["load_s"] + r["generate_s"] for r in by_implementation["ours"]))
+    if "reference" in by_label:
         rows.append("")
-        rows.append("reference / ours (best of %d): generate %.2fx, end to end %.2fx, peak RSS %.2fx, "
-                    "generate peak RSS %.2fx" % (args.repeats, ratios["generate_s"], ratios["end_to_end_s"],
-                                                 ratios["peak_rss_gb"], ratios["generate_peak_rss_gb"]))
+        for name in [name for name in by_label if name != "reference"]:
+            ratios[name] = {key: best("reference", key) / best(name, key)
+                            for key in ("generate_s", "peak_rss_gb", "generate_peak_rss_gb")}
+            ratios[name]["end_to_end_s"] = (min(r["load_s"] + r["generate_s"] for r in by_label["reference"])
+                                            / min(r["load_s"] + r["generate_s"] for r in by_label[name]))
+            rows.append("reference / %s (best of %d): generate %.2fx, end to end %.2fx, peak RSS %.2fx, "
+                        "generate peak RSS %.2fx" % (name, args.repeats, ratios[name]["generate_s"],
+                                                     ratios[name]["end_to_end_s"], ratios[name]["peak_rss_gb"],
+                                                     ratios[name]["generate_peak_rss_gb"]))
     print(f"\n{size} config, {DOCUMENT_LENGTH[size]}-token document, {GENERATE_OPTIONS}, "
           f"{runs[0]['threads']} threads\n")
     print("\n".join(rows))

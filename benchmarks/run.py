@@ -7,7 +7,8 @@ Runs, each measurement in fresh processes with the libraries alternating (see ea
   1. encoder.py       encoder forward at 1024, 2048 and 4096 tokens, both libraries;
   2. encoder.py       ours alone at 8192 and 16384 tokens (position table extended for the run);
   3. encoder.py       ours at 4096 with bf16, int8 dynamic quantization and torch.compile;
-  4. generate.py      one 4096-token document, beam 5, length penalty 0.8, 64 new tokens, both libraries;
+  4. generate.py      one 4096-token document, beam 5, length penalty 0.8, 64 new tokens, both libraries
+                      (ours with each of its three cross-attention caches);
   5. train_step.py    one training step (4096 in, 256 out, batch 1, dropout on), with and without gradient
                       checkpointing, both libraries; and 2-process CPU scaling of `finetune`.
 Then writes benchmarks/results.md (the tables) and benchmarks/scaling.png (time and peak memory against
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from datetime import date
 
-from common import HERE, max_peak_mb, median_seconds
+from common import HERE, generate_run_label, max_peak_mb, median_seconds
 
 OUT = os.path.join(HERE, "out")
 
@@ -50,7 +51,8 @@ def main() -> None:
                  "--rounds", "1"],
         "compile": ["encoder.py", "--libraries", "ours", "--compile", "--lengths", str(variant_length),
                     "--rounds", "1"],
-        "generate": ["generate.py", "--repeats", str(args.rounds)],
+        "generate": ["generate.py", "--repeats", str(args.rounds),
+                     "--cross-attention-cache", "keys_and_values", "values", "none"],
         "train": ["train_step.py", "--rounds", "1", "--repeats", "1"],
     }
     groups = {"encoder": ["encoder"], "long": ["long"], "variants": ["bf16", "int8", "compile"],
@@ -139,23 +141,27 @@ def variants_table(results: dict) -> list[str]:
 def generate_table(result: dict) -> list[str]:
     rows = [f"## generate: {result['document_length']}-token document, {result['options']}", "",
             "| library | load s | generate s | end to end s | peak RSS GiB | tokens |", "|---|---|---|---|---|---|"]
+    runs_by_label: dict[str, list[dict]] = {}
+    for run in result["runs"]:
+        runs_by_label.setdefault(generate_run_label(run), []).append(run)
+    reference_tokens = runs_by_label.get("reference", [{}])[0].get("tokens")
     figures = {}
-    for library in ("reference", "ours"):
-        mine = [run for run in result["runs"] if run["implementation"] == library]
-        if not mine:
-            continue
-        load, generate = (statistics.median(run[key] for run in mine) for key in ("load_s", "generate_s"))
-        figures[library] = (generate, load + generate, max(run["peak_rss_gb"] for run in mine))
-        same = "reference" if library == "reference" else (
-            "identical" if result.get("identical_tokens") else "n/a" if result.get("identical_tokens") is None
-            else "DIFFERENT")
-        rows.append(f"| {library} | {load:.1f} | {generate:.1f} | {load + generate:.1f} | "
-                    f"{figures[library][2]:.2f} | {same} |")
-    if len(figures) == 2:
-        generate, end_to_end, peak = figures["reference"]
-        ours_generate, ours_end_to_end, ours_peak = figures["ours"]
-        rows += ["", f"reference / ours: generate {generate / ours_generate:.2f}x faster, end to end "
-                     f"{end_to_end / ours_end_to_end:.2f}x, peak memory {peak / ours_peak:.2f}x lower."]
+    for name, runs in sorted(runs_by_label.items(), key=lambda item: item[0] != "reference"):
+        load, generate = (statistics.median(run[key] for run in runs) for key in ("load_s", "generate_s"))
+        figures[name] = (generate, load + generate, max(run["peak_rss_gb"] for run in runs))
+        same = "reference" if name == "reference" else "n/a" if reference_tokens is None else (
+            "identical" if all(run["tokens"] == reference_tokens for run in runs) else "DIFFERENT")
+        rows.append(f"| {name} | {load:.1f} | {generate:.1f} | {load + generate:.1f} | {figures[name][2]:.2f} "
+                    f"| {same} |")
+    if any(", " in name for name in figures):
+        rows += ["", "`ours, values` and `ours, none`: ours with `generate(..., cross_attention_cache=\"values\")` and "
+                     "`\"none\"`, which keep less per document for cross-attention (README, \"Memory while generating\")."]
+    if "reference" in figures:
+        generate, end_to_end, peak = figures.pop("reference")
+        rows.append("")
+        for name, (ours_generate, ours_end_to_end, ours_peak) in figures.items():
+            rows.append(f"reference / {name}: generate {generate / ours_generate:.2f}x faster, end to end "
+                        f"{end_to_end / ours_end_to_end:.2f}x, peak memory {peak / ours_peak:.2f}x lower.  ")
     return rows + [""]
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bigbird_pegasus import Summarizer
+from bigbird_pegasus import BigBirdPegasusForConditionalGeneration, Summarizer
 from bigbird_pegasus.cli import main
 from bigbird_pegasus.summarize import DEFAULT_MODEL
 from cli_fixtures import MAX_POSITIONS, one_torch_thread, run_cli, tiny_checkpoint
@@ -60,7 +60,8 @@ RUNS = {
                               "-o", "out/chunked.jsonl"], PAPER.encode()),
     "generation_options": (["summarize", "short.txt", "notes.md", *MODEL, "--num-beams", "2", "--length-penalty", "0.6",
                             "--max-length", "9", "--min-length", "4", "--no-repeat-ngram-size", "2", "--dtype",
-                            "float32", "--device", "cpu", "--threads", "1", "--newlines", "space"], None),
+                            "float32", "--device", "cpu", "--threads", "1", "--newlines", "space",
+                            "--cross-attention-cache", "none"], None),
     # every unreadable document, skipped; a failing run with an existing output; unusable models
     "skip": (["summarize", "short.txt", "empty.txt", "blank.txt", "missing.txt", "folder", "binary.bin",
               "latin1.txt", "bad.jsonl", "nofield.jsonl", "--errors", "skip", *MODEL], None),
@@ -185,11 +186,27 @@ def test_chunk_reads_standard_input_whole_with_a_forced_progress_bar(runs, workd
 
 
 def test_model_and_generation_options_reach_the_model(runs, workdir):
+    """The run folds cross-attention (`--cross-attention-cache none`): the same summaries as the default."""
     succeeded(runs["generation_options"])
     expected = Summarizer(workdir / "tiny", device="cpu", dtype="float32", threads=1, newlines="space", num_beams=2,
                           length_penalty=0.6, max_length=9, min_length=4, no_repeat_ngram_size=2)([SHORT, NOTES])
     assert runs["generation_options"].stdout.splitlines() == expected
     assert all(len(summary.split()) <= 8 for summary in expected)
+
+
+@pytest.mark.parametrize("value", ["values", "none"])
+def test_cross_attention_cache_reaches_generate(workdir, monkeypatch, capsys, value):
+    seen = []
+    generate = BigBirdPegasusForConditionalGeneration.generate
+
+    def recording_generate(self, *args, **kwargs):
+        seen.append(kwargs["cross_attention_cache"])
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(BigBirdPegasusForConditionalGeneration, "generate", recording_generate)
+    monkeypatch.chdir(workdir)
+    assert main(["summarize", "short.txt", *MODEL, "--cross-attention-cache", value]) == 0
+    assert seen == [value] and capsys.readouterr().out.strip()
 
 
 # ---- errors ----------------------------------------------------------------------------------------------
@@ -273,8 +290,12 @@ def test_other_failures_say_what_is_wrong(workdir, monkeypatch, capsys, args, me
     assert message in capsys.readouterr().err
 
 
-def test_bad_option_values_are_usage_errors(capsys):
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
+    (["--cross-attention-cache", "keys"], "--cross-attention-cache: invalid choice: 'keys'"),
+])
+def test_bad_option_values_are_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as exit_status:
-        main(["summarize", "short.txt", "--batch-size", "0"])
+        main(["summarize", "short.txt", *args])
     assert exit_status.value.code == 2
-    assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

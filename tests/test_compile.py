@@ -24,19 +24,20 @@ def test_encoder_compiles_without_graph_breaks(mode):
         assert difference(compiled(short).last_hidden_state, model.encoder(short).last_hidden_state) <= 1e-5
 
 
-def test_generation_compiles_without_graph_breaks(tmp_path):
+@pytest.mark.parametrize("cross_attention_cache", ["keys_and_values", "none"])
+def test_generation_compiles_without_graph_breaks(cross_attention_cache):
     """compile_for_generation: the encoder and the static-shape decoder step compile with fullgraph=True and
-    generate the same tokens as eager mode (greedy and beam search, padded batch)."""
+    generate the same tokens as eager mode (greedy and beam search, padded batch), cross-attention keys and values
+    cached or folded into the queries."""
     torch.manual_seed(0)
     config = bigbird_pegasus.BigBirdPegasusConfig(**dict(CONFIG_A, dropout=0.0, encoder_layers=1, decoder_layers=2))
     model = bigbird_pegasus.BigBirdPegasusForConditionalGeneration(config).eval()
     with torch.no_grad():
         model.final_logits_bias.normal_(0, 3.0)   # varied tokens from random weights
     ids, mask = padded_batch(config.vocab_size, 300, pad_last=40)
-    expected = [model.generate(ids, attention_mask=mask, max_new_tokens=6),
-                model.generate(ids, attention_mask=mask, max_new_tokens=6, num_beams=3)]
+    options = dict(attention_mask=mask, max_new_tokens=6, cross_attention_cache=cross_attention_cache)
+    expected = [model.generate(ids, **options), model.generate(ids, num_beams=3, **options)]
     model.compile_for_generation(backend="eager")
-    actual = [model.generate(ids, attention_mask=mask, max_new_tokens=6),
-              model.generate(ids, attention_mask=mask, max_new_tokens=6, num_beams=3)]
+    actual = [model.generate(ids, **options), model.generate(ids, num_beams=3, **options)]
     for want, got in zip(expected, actual):
         assert torch.equal(want, got)

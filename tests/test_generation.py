@@ -1,6 +1,7 @@
 """`generate` against the reference's: identical tokens for greedy search and beam search with every length,
 penalty and stopping option, on padded batches, with block-sparse and full attention, on two configurations;
-sampling reproducibility; argument errors; the encoder and cross-attention K/V computed once."""
+sampling reproducibility; argument errors; the encoder and cross-attention K/V computed once, or folded into the
+queries (`cross_attention_cache`)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ import transformers  # noqa: E402
 from torch import nn  # noqa: E402
 
 import bigbird_pegasus  # noqa: E402
+from bigbird_pegasus.attention import DecoderAttention, padding_bias  # noqa: E402
+from bigbird_pegasus.cache import DecoderCache  # noqa: E402
 from bigbird_pegasus.generation_config import GenerationConfig  # noqa: E402
 from bigbird_pegasus.logits_process import (  # noqa: E402
     ForcedBOS, ForcedEOS, MinLength, NoBadWords, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP,
 )
+from bigbird_pegasus.quantization import quantize_int8  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 
@@ -305,6 +309,70 @@ def test_encoder_and_cross_attention_keys_values_run_once_per_document(models, o
     documents = (2, ids.shape[1], CONFIGS["A"]["d_model"])
     assert encoder_calls == [tuple(ids.shape)]
     assert projection_calls == [[documents]] * len(projections), "one projection per layer, not per beam"
+
+
+# -- cross-attention cache: keys (and values) folded into the queries -------------------------------------
+
+FOLDED = ["values", "none"]
+
+
+@pytest.mark.parametrize("cross_attention_cache", FOLDED)
+@pytest.mark.parametrize("name", MODELS)
+def test_folded_cross_attention_generates_the_reference_tokens(models, name, cross_attention_cache):
+    reference, ours, ids, mask = models(name)
+    options = dict(num_beams=4, length_penalty=0.6, no_repeat_ngram_size=3, min_new_tokens=3,
+                   num_return_sequences=3, max_new_tokens=14, return_dict_in_generate=True, output_scores=True)
+    expected = reference.generate(ids, attention_mask=mask, **options)
+    actual = ours.generate(ids, attention_mask=mask, cross_attention_cache=cross_attention_cache, **options)
+    assert_same_tokens(expected.sequences, actual.sequences)
+    torch.testing.assert_close(actual.sequences_scores, expected.sequences_scores, atol=1e-4, rtol=1e-4)
+    greedy = dict(max_new_tokens=16)
+    assert_same_tokens(reference.generate(ids, attention_mask=mask, **greedy),
+                       ours.generate(ids, attention_mask=mask, cross_attention_cache=cross_attention_cache, **greedy))
+
+
+@pytest.mark.parametrize("cross_attention_cache, projected", [("keys_and_values", ["k_proj", "v_proj"]),
+                                                               ("values", ["v_proj"]), ("none", [])])
+def test_folded_projections_are_never_applied_to_the_encoder_states(models, cross_attention_cache, projected):
+    """What is not projected is not kept: `values` keeps one (docs, s, d_model) tensor per layer, `none` none."""
+    _, ours, ids, mask = models("B-block_sparse")
+    layers = ours.get_decoder().layers
+    names = ["k_proj", "v_proj"]
+    projections = [getattr(layer.encoder_attn, name) for name in names for layer in layers]
+    with input_shapes(*projections) as calls:
+        ours.generate(ids, attention_mask=mask, num_beams=3, max_new_tokens=6,
+                      cross_attention_cache=cross_attention_cache)
+    documents = (2, ids.shape[1], CONFIGS["B"]["d_model"])
+    for index, name in enumerate(names):
+        expected = [[documents]] if name in projected else [[]]
+        assert calls[index * len(layers):(index + 1) * len(layers)] == expected * len(layers), name
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cross_attention_cache", FOLDED)
+def test_folded_cross_attention_equals_attention_over_projected_keys(bias, cross_attention_cache):
+    """Several query rows per document (g = 3) and positions (t = 2), a padded document, with and without
+    projection biases: the folded computation is the projected one up to float rounding."""
+    torch.manual_seed(0)
+    attention = DecoderAttention(d_model=24, num_heads=4, bias=bias, dropout=0.0).eval()
+    x, states = torch.randn(2 * 3, 2, 24), torch.randn(2, 10, 24)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    cross_bias = padding_bias(mask, torch.float32)
+    expected = attention.cross_attention(x, states, cross_bias, DecoderCache(1), 0)
+    actual = attention.cross_attention(x, states, cross_bias, DecoderCache(1, cross_attention_cache), 0)
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_cross_attention_cache_values_raise_naming_the_argument(models):
+    _, ours, ids, mask = models("B-original_full")
+    with pytest.raises(ValueError, match="cross_attention_cache='keys': must be one of 'keys_and_values', "):
+        ours.generate(ids, attention_mask=mask, cross_attention_cache="keys")
+    quantized = bigbird_pegasus.BigBirdPegasusForConditionalGeneration(ours.config).eval()
+    quantize_int8(quantized)
+    with pytest.raises(ValueError, match="cross_attention_cache='values' .* int8-quantized model keeps"):
+        quantized.generate(ids, attention_mask=mask, cross_attention_cache="values")
+    assert quantized.generate(ids, attention_mask=mask, max_new_tokens=3).shape[0] == 2
 
 
 # -- sampling -------------------------------------------------------------------------------------------

@@ -264,5 +264,7 @@ def test_api_rejects_bad_arguments(checkpoint, summarizer):
         Summarizer(checkpoint, num_beam=4)
     with pytest.raises(ValueError, match="chunk_overlap"):
         Summarizer(checkpoint, chunk_overlap=MAX_POSITIONS)
+    with pytest.raises(ValueError, match="cross_attention_cache='keys': must be one of"):
+        Summarizer(checkpoint, cross_attention_cache="keys")
     with pytest.raises(ValueError, match="unknown device 'nonsense'"):
         Summarizer(checkpoint, device="nonsense")

@@ -11,6 +11,7 @@ import os
 # only takes effect if the package is imported before any tensor exists; set it to 0 to opt out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+from .cache import CrossAttentionCache
 from .config import BigBirdPegasusConfig
 from .heads import (
     BigBirdPegasusForCausalLM,
@@ -30,6 +31,7 @@ __all__ = [
     "BigBirdPegasusForSequenceClassification",
     "BigBirdPegasusModel",
     "BigBirdPegasusPreTrainedModel",
+    "CrossAttentionCache",
     "PegasusTokenizer",
     "Summarizer",
     "Summary",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import DecoderCache
+from .cache import CrossAttentionCache, DecoderCache
 from .layout import BlockLayout
 from .linear import Linear
 
@@ -238,19 +238,61 @@ class DecoderAttention(nn.Module):
                         cache: DecoderCache | None, layer: int) -> torch.Tensor:
         """x: (b, t, d_model) over encoder_states (docs, s, d_model) with b = docs * beams -> (b, t, d_model).
 
-        Keys/values are projected once per document and kept in `cache`; the beams of a document share
-        them. bias: (docs, 1, 1, s) or None.
+        Keys/values are projected once per document and kept in `cache` (those its `cross_attention_cache`
+        keeps; see `folded_cross_attention` for the others); the beams of a document share them.
+        bias: (docs, 1, 1, s) or None.
         """
-        if cache is not None and cache.cross_keys[layer] is not None:
-            k, v = cache.cross_keys[layer], cache.cross_values[layer]
-        else:
-            k, v = self._heads(self.k_proj(encoder_states)), self._heads(self.v_proj(encoder_states))
-            if cache is not None:  # contiguous once: every later step reads them (strided: ~20% slower SDPA)
-                k, v = k.contiguous(), v.contiguous()
-                cache.cross_keys[layer], cache.cross_values[layer] = k, v
         q = self._heads(self.q_proj(x))                                                 # (b, h, t, d)
         dropout = self.dropout if self.training else 0.0
+        if cache is not None and cache.cross_attention_cache is not CrossAttentionCache.KEYS_AND_VALUES:
+            values = None
+            if cache.cross_attention_cache is CrossAttentionCache.VALUES:
+                values = self._cross_projection(self.v_proj, encoder_states, cache.cross_values, layer)
+            return self._merge(self.folded_cross_attention(q, encoder_states, values, bias, dropout))
+        k = self._cross_projection(self.k_proj, encoder_states, None if cache is None else cache.cross_keys, layer)
+        v = self._cross_projection(self.v_proj, encoder_states, None if cache is None else cache.cross_values, layer)
         return self._merge(grouped_attention(q, k, v, bias, dropout))
+
+    def _cross_projection(self, projection: nn.Module, encoder_states: torch.Tensor,
+                          cached: list[torch.Tensor | None] | None, layer: int) -> torch.Tensor:
+        """Keys or values (docs, h, s, d) of the encoder states, from `cached[layer]` or projected (and kept
+        there, contiguous once: every later step reads them; strided: ~20% slower attention)."""
+        if cached is not None and cached[layer] is not None:
+            return cached[layer]
+        projected = self._heads(projection(encoder_states))
+        if cached is not None:
+            projected = cached[layer] = projected.contiguous()
+        return projected
+
+    def folded_cross_attention(self, q: torch.Tensor, encoder_states: torch.Tensor, values: torch.Tensor | None,
+                               bias: torch.Tensor | None, dropout: float) -> torch.Tensor:
+        """Cross-attention without projected keys: q (docs * g, h, t, d) over encoder_states (docs, s, d_model),
+        values (docs, h, s, d), or None to fold W_v too -> context (docs * g, h, t, d).
+
+        Per head, q . (W_k e + b_k) = (W_k^T q) . e + q . b_k: the last term is the same for every key, and the
+        softmax ignores it; so the queries are mapped into the model dimension and scored against the states.
+        Likewise sum_s p_s (W_v e_s + b_v) = W_v (sum_s p_s e_s) + b_v, since the weights p sum to one.
+        """
+        b, h, t, d = q.shape
+        docs, s, width = encoder_states.shape
+        groups = b // docs
+        w_k = self.k_proj.weight.view(h, d, width)                                     # (h, d, d_model)
+        queries = torch.einsum("bhtd,hdm->bhtm", q * d ** -0.5, w_k)                  # (b, h, t, d_model)
+        queries = queries.view(docs, groups, h, t, width).transpose(1, 2)              # (docs, h, g, t, d_model)
+        queries = queries.reshape(docs, h * groups * t, width)                         # (docs, h*g*t, d_model)
+        scores = torch.bmm(queries, encoder_states.transpose(1, 2))                    # (docs, h*g*t, s)
+        if bias is not None:
+            scores = scores + bias[:, 0]                                               # bias (docs, 1, s)
+        weights = F.dropout(torch.softmax(scores, -1, dtype=torch.float32).to(q.dtype), dropout, dropout > 0)
+        if values is not None:
+            context = torch.matmul(weights.view(docs, h, groups * t, s), values)       # (docs, h, g*t, d)
+        else:
+            mixed = torch.bmm(weights, encoder_states).view(docs, h, groups * t, width)  # (docs, h, g*t, d_model)
+            w_v = self.v_proj.weight.view(h, d, width)                                 # (h, d, d_model)
+            context = torch.einsum("xhtm,hdm->xhtd", mixed, w_v)                       # (docs, h, g*t, d)
+            if self.v_proj.bias is not None:
+                context = context + self.v_proj.bias.view(h, 1, d)
+        return context.view(docs, h, groups, t, d).transpose(1, 2).reshape(b, h, t, d)       # (b, h, t, d)
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,

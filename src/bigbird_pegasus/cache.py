@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import enum
+
 import torch
+
+
+class CrossAttentionCache(str, enum.Enum):
+    """What generation keeps per document and decoder layer for cross-attention over s encoder states.
+
+    KEYS_AND_VALUES: keys and values projected once (2 * s * d_model numbers): the fastest steps.
+    VALUES: values only; W_k is folded into the queries, which are scored against the encoder states
+        themselves (half the memory; each step does d_model / head_dim times the score work).
+    NONE: nothing beyond the encoder states; W_v is folded into the output too (twice that extra work).
+    All three compute the same attention up to float rounding.
+    """
+
+    KEYS_AND_VALUES = "keys_and_values"
+    VALUES = "values"
+    NONE = "none"
 
 
 class DecoderCache:
     """Per decoder layer: self-attention keys/values (b, h, capacity, d) written at `length`, and the
-    cross-attention keys/values (docs, h, source_len, d) projected once from the encoder output.
+    cross-attention keys/values (docs, h, source_len, d) projected once from the encoder output, those that
+    `cross_attention_cache` keeps (the others stay None).
 
     Cross-attention entries may have fewer rows than the queries: with beam search, `docs` documents
     are shared by `b = docs * beams` hypotheses (see `attention.cross_attention`).
     """
 
-    def __init__(self, num_layers: int):
+    def __init__(self, num_layers: int,
+                 cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES):
+        self.cross_attention_cache = CrossAttentionCache(cross_attention_cache)
         self.self_keys: list[torch.Tensor | None] = [None] * num_layers
         self.self_values: list[torch.Tensor | None] = [None] * num_layers
         self.cross_keys: list[torch.Tensor | None] = [None] * num_layers

@@ -94,6 +94,11 @@ def add_summarize_arguments(parser: argparse.ArgumentParser) -> None:
     generation.add_argument("--min-length", type=non_negative_int, help="fewest summary tokens before </s>")
     generation.add_argument("--no-repeat-ngram-size", type=non_negative_int,
                             help="never repeat an n-gram of this size (0: allowed)")
+    generation.add_argument("--cross-attention-cache", choices=("keys_and_values", "values", "none"),
+                            default="keys_and_values",
+                            help="kept per document for the decoder's cross-attention: keys_and_values (the fastest, "
+                                 "default), values (half that memory) or none (only the encoder states; the least "
+                                 "memory, the slowest steps); the summaries are the same")
 
     long_input = parser.add_argument_group("long documents and text")
     long_input.add_argument("--long-input", choices=("truncate", "chunk"), default="truncate",
@@ -160,7 +165,8 @@ def _summarizer(args: argparse.Namespace):
                           batch_size=args.batch_size, long_input=args.long_input, chunk_overlap=args.chunk_overlap,
                           newlines=args.newlines, num_beams=args.num_beams, length_penalty=args.length_penalty,
                           max_length=args.max_length, min_length=args.min_length,
-                          no_repeat_ngram_size=args.no_repeat_ngram_size)
+                          no_repeat_ngram_size=args.no_repeat_ngram_size,
+                          cross_attention_cache=args.cross_attention_cache)
     except ModelLoadError as error:
         raise UserError(str(error) if is_local(args.model) else f"{str(error).rstrip('.')} (--model FOLDER).") from None
     except ValueError as error:

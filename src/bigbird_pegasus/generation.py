@@ -2,8 +2,9 @@
 
 The work is laid out for speed: the encoder runs once per document; the decoder keeps a self-attention cache
 preallocated to the final length; cross-attention keys/values are projected once per layer and document and
-shared by all the rows (beams, samples) of that document; each step computes logits for the last position only;
-beam search reorders only the self-attention cache.
+shared by all the rows (beams, samples) of that document (or, to save memory, folded into the queries: see
+`CrossAttentionCache`); each step computes logits for the last position only; beam search reorders only the
+self-attention cache.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from .beam_search import beam_search
 from .attention import padding_bias
-from .cache import DecoderCache
+from .cache import CrossAttentionCache, DecoderCache
 from .generation_config import DEFAULT_NEW_TOKENS, GenerationConfig
 from .logits_process import LogitsProcessorList, build_logits_processors
 from .model import encoder_states_of
@@ -32,8 +33,9 @@ class GenerationMixin:
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
                  generation_config: GenerationConfig | None = None, encoder_outputs: Any = None,
                  decoder_input_ids: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                 seed: int | None = None, **kwargs: Any
-                 ) -> torch.Tensor | GenerateEncoderDecoderOutput | GenerateBeamEncoderDecoderOutput:
+                 seed: int | None = None,
+                 cross_attention_cache: str | CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES,
+                 **kwargs: Any) -> torch.Tensor | GenerateEncoderDecoderOutput | GenerateBeamEncoderDecoderOutput:
         """Generate decoder tokens for input_ids (docs, n) (attention_mask (docs, n), 1 for real tokens).
 
         Keywords are those of the reference: any GenerationConfig field (`num_beams`, `max_new_tokens`,
@@ -41,6 +43,10 @@ class GenerationMixin:
         `encoder_outputs` skips the encoder; `decoder_input_ids` (docs, p) is a decoder prompt (the start token is
         prepended when missing). Sampling draws from `generator`, or from a new one seeded with `seed`, or from
         torch's global generator.
+
+        `cross_attention_cache` (ours, not the reference's) trades speed for memory: "keys_and_values" (the
+        fastest), "values" (half the cross-attention memory) or "none" (only the encoder states are kept); see
+        `CrossAttentionCache`. The tokens are the same up to float rounding.
 
         Returns sequences (docs * num_return_sequences, length), the decoder start token first and finished rows
         padded; or, with `return_dict_in_generate=True`, an output holding them (and the scores when
@@ -50,11 +56,13 @@ class GenerationMixin:
             input_ids = kwargs.pop("inputs")
         config, length_is_default = resolve_generation_config(self.generation_config, generation_config, kwargs)
         validate_generation_config(config)
+        cross_attention_cache = resolve_cross_attention_cache(cross_attention_cache, self.get_decoder())
         encoder_states, encoder_mask = self._encode_once(input_ids, attention_mask, encoder_outputs)
         prompt = decoder_prompt(decoder_input_ids, start_token(config), encoder_states.shape[0],
                                 encoder_states.device)
         return continue_prompts(self, config, length_is_default, prompt, generator, seed, encoder_states,
-                                encoder_mask, (GenerateEncoderDecoderOutput, GenerateBeamEncoderDecoderOutput))
+                                encoder_mask, (GenerateEncoderDecoderOutput, GenerateBeamEncoderDecoderOutput),
+                                cross_attention_cache)
 
     def _encode_once(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
                      encoder_outputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -106,10 +114,11 @@ class DecoderOnlyGenerationMixin:
 
 def continue_prompts(model: torch.nn.Module, config: GenerationConfig, length_is_default: bool, prompt: torch.Tensor,
                      generator: torch.Generator | None, seed: int | None, encoder_states: torch.Tensor | None,
-                     encoder_mask: torch.Tensor | None, output_classes: tuple[type, type]) -> Any:
-    """Decode from prompt (docs, p) with `model`'s decoder, over encoder_states (docs, s, d_model) when given:
-    greedy search or sampling, or beam search. Returns the sequences, or an instance of `output_classes`
-    (greedy/sampling, beam search) when `return_dict_in_generate`."""
+                     encoder_mask: torch.Tensor | None, output_classes: tuple[type, type],
+                     cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES) -> Any:
+    """Decode from prompt (docs, p) with `model`'s decoder, over encoder_states (docs, s, d_model) when given
+    (keeping for them what `cross_attention_cache` says): greedy search or sampling, or beam search. Returns the
+    sequences, or an instance of `output_classes` (greedy/sampling, beam search) when `return_dict_in_generate`."""
     docs, device = prompt.shape[0], prompt.device
     eos_ids, pad_id = special_tokens(config, device)
     rows_per_doc = max(config.num_beams, config.num_return_sequences)
@@ -125,7 +134,8 @@ def continue_prompts(model: torch.nn.Module, config: GenerationConfig, length_is
         num_beams=config.num_beams, num_return_sequences=config.num_return_sequences,
         length_penalty=config.length_penalty, early_stopping=config.early_stopping)
     decoder = CachedDecoder(model.get_decoder(), model.project_to_vocab, encoder_states, encoder_mask,
-                            capacity=max_length - 1, step=getattr(model, "compiled_step", None))
+                            capacity=max_length - 1, step=getattr(model, "compiled_step", None),
+                            cross_attention_cache=cross_attention_cache)
     greedy_output, beam_output = output_classes
     if config.num_beams == 1:
         sequences, scores = greedy_or_sample(decoder, prompt, plan)
@@ -197,6 +207,21 @@ def validate_generation_config(config: GenerationConfig) -> None:
         require(config.top_p is None or 0 < config.top_p <= 1, "top_p", "must be in (0, 1] when sampling")
         require(config.top_k is None or (is_int(config.top_k) and config.top_k >= 0), "top_k",
                 "must be a non-negative integer (0: no top-k filtering)")
+
+
+def resolve_cross_attention_cache(value: str | CrossAttentionCache, decoder: torch.nn.Module) -> CrossAttentionCache:
+    """The CrossAttentionCache `value` names; a ValueError naming the argument when it names none, or when it folds
+    projections that are not plain float weights (an int8-quantized model)."""
+    try:
+        mode = CrossAttentionCache(value)
+    except ValueError:
+        choices = ", ".join(repr(choice.value) for choice in CrossAttentionCache)
+        raise ValueError(f"cross_attention_cache={value!r}: must be one of {choices}") from None
+    if mode is not CrossAttentionCache.KEYS_AND_VALUES and not all(
+            isinstance(layer.encoder_attn.k_proj.weight, torch.Tensor) for layer in decoder.layers):
+        raise ValueError(f"cross_attention_cache={mode.value!r} folds the k_proj/v_proj weights into the attention, "
+                         "which needs them in floating point: an int8-quantized model keeps 'keys_and_values'")
+    return mode
 
 
 def _as_list(ids: int | list[int]) -> list[int]:
@@ -279,18 +304,19 @@ class DecodingPlan:
 
 class CachedDecoder:
     """The decoder during generation: its self-attention cache is preallocated to `capacity` positions; the
-    cross-attention keys/values are projected from the encoder states (docs, s, d_model) once per layer, at the
-    prefill, and shared by the rows = docs * g of each document (no encoder states: the decoder alone, as a
-    causal LM); logits come from the last position only."""
+    cross-attention keys/values that `cross_attention_cache` keeps are projected from the encoder states
+    (docs, s, d_model) once per layer, at the prefill, and shared by the rows = docs * g of each document (no
+    encoder states: the decoder alone, as a causal LM); logits come from the last position only."""
 
     def __init__(self, decoder: torch.nn.Module, project_to_vocab, encoder_states: torch.Tensor | None,
-                 encoder_mask: torch.Tensor | None, capacity: int, step=None):
+                 encoder_mask: torch.Tensor | None, capacity: int, step=None,
+                 cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES):
         self.decoder = decoder
         self.project_to_vocab = project_to_vocab
         self.encoder_states = encoder_states
         self.encoder_mask = encoder_mask
         self.cross_bias = None if encoder_mask is None else padding_bias(encoder_mask.bool(), encoder_states.dtype)
-        self.cache = DecoderCache(len(decoder.layers))
+        self.cache = DecoderCache(len(decoder.layers), cross_attention_cache)
         self.cache.reserve(capacity)
         self.step = step or decoder.step  # the static-shape one-token step, compiled or not
 

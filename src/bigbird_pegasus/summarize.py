@@ -22,8 +22,10 @@ from typing import Any
 import torch
 
 from .batching import padded, run_in_batches
+from .cache import CrossAttentionCache
 from .chunking import Chunker
 from .errors import ModelLoadError
+from .generation import resolve_cross_attention_cache
 from .generation_config import GenerationConfig
 from .heads import BigBirdPegasusForConditionalGeneration
 from .hub import is_local
@@ -94,6 +96,8 @@ class Summarizer:
     batch_size: model inputs per batch (grouped by length); long_input: "truncate" or "chunk";
         chunk_overlap: tokens that consecutive windows may share (default: 1/8 of the positions);
         newlines: "auto" (paragraph breaks as `<n>` when the vocabulary has that piece), "token" or "space".
+    cross_attention_cache: "keys_and_values" (the fastest), "values" or "none" (less memory per document in a
+        batch, slower steps): see `generate`.
     generation_options: keywords of `generate` (`num_beams`, `length_penalty`, `max_length`, `min_length`,
         `no_repeat_ngram_size`, `max_new_tokens`, ...); None or absent means the checkpoint's default.
     """
@@ -103,7 +107,9 @@ class Summarizer:
                  dtype: str | torch.dtype | None = None, device: str | torch.device | None = None,
                  threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  long_input: str | LongInput = LongInput.TRUNCATE, chunk_overlap: int | None = None,
-                 newlines: str | NewlineMode = NewlineMode.AUTO, **generation_options: Any):
+                 newlines: str | NewlineMode = NewlineMode.AUTO,
+                 cross_attention_cache: str | CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES,
+                 **generation_options: Any):
         unknown = set(generation_options) - GenerationConfig.field_names()
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
@@ -128,6 +134,8 @@ class Summarizer:
             raise ValueError(f"chunk_overlap must be between 0 and {self.limit // 2 - 1} tokens, got {overlap}")
         self.chunker = Chunker(self._count_tokens, self.limit, overlap, self.newlines)
         self.generation_options = {name: value for name, value in generation_options.items() if value is not None}
+        self.generation_options["cross_attention_cache"] = resolve_cross_attention_cache(cross_attention_cache,
+                                                                                         self.model.get_decoder())
 
     def __call__(self, texts: str | Sequence[str]) -> str | list[str]:
         """The summary of each text (a single text gives a single summary)."""
@@ -229,8 +237,8 @@ def summarize(texts: str | Sequence[str], model: str | os.PathLike = DEFAULT_MOD
               ) -> str | list[str]:
     """Summaries of `texts` (one string per text; a single text gives a single string).
 
-    `options` are those of `Summarizer`: dtype, device, threads, batch_size, long_input, chunk_overlap, newlines
-    and the generation keywords. To summarize several times, build a `Summarizer` once instead.
+    `options` are those of `Summarizer`: dtype, device, threads, batch_size, long_input, chunk_overlap, newlines,
+    cross_attention_cache and the generation keywords. To summarize several times, build a `Summarizer` once instead.
     """
     return Summarizer(model, **options)(texts)
 
