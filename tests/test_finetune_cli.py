@@ -54,3 +54,14 @@ def test_missing_required_option_is_a_usage_error(capsys):
         command.main(["--model", "m", "--output-dir", "o"])
     assert exit_status.value.code == 2
     assert "the following arguments are required: --train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry_point", [cli.main, command.main], ids=["bigbird-pegasus finetune", "standalone"])
+def test_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch, entry_point):
+    def interrupted_training(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bigbird_pegasus.finetune.trainer.train", interrupted_training)
+    argv = ["--model", "m", "--train", "t.jsonl", "--output-dir", str(tmp_path / "out")]
+    assert entry_point(["finetune", *argv] if entry_point is cli.main else argv) == 130
+    assert capsys.readouterr().err == "bigbird-pegasus finetune: interrupted; continue with --resume\n"

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import UserError
+from .errors import UserError, run_as_command
 from .finetune import command as finetune
 
 PROGRAM = "bigbird-pegasus"
@@ -28,6 +28,7 @@ class Subcommand:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    interrupted: str = "interrupted"  # what Ctrl-C prints after the command's name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from huggingface_hub.utils import logging as hub_logging
 
     hub_logging.disable_propagation()  # the hub prints its own messages (retries...): not a second time through ours
-    try:
-        return args.run(args)
-    except UserError as error:
-        print(f"{PROGRAM} {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROGRAM} {args.command}: interrupted", file=sys.stderr)
-        return 130
+    subcommand = args.subcommand
+    return run_as_command(f"{PROGRAM} {subcommand.name}", lambda: subcommand.run(args), subcommand.interrupted)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     for subcommand in SUBCOMMANDS:
         sub = commands.add_parser(subcommand.name, help=subcommand.help, description=subcommand.help)
         subcommand.add_arguments(sub)
-        sub.set_defaults(run=subcommand.run)
+        sub.set_defaults(subcommand=subcommand)
     return parser
 
 
@@ -267,5 +262,5 @@ SUBCOMMANDS = [
                add_summarize_arguments, run_summarize),
     Subcommand("evaluate", "ROUGE-1/2/L/Lsum of predictions against references, with bootstrap intervals.",
                add_evaluate_arguments, run_evaluate),
-    Subcommand("finetune", finetune.HELP, finetune.add_arguments, finetune.run),
+    Subcommand("finetune", finetune.HELP, finetune.add_arguments, finetune.run, finetune.INTERRUPTED),
 ]

@@ -4,15 +4,15 @@ which torchrun can start with `-m`."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import UserError
+from ..errors import run_as_command
 from .options import TrainConfig, add_arguments
 
 PROGRAM = "bigbird-pegasus finetune"
+INTERRUPTED = "interrupted; continue with --resume"
 HELP = "Fine-tune a checkpoint on a JSON Lines file of documents and summaries (torchrun for several processes)."
 
-__all__ = ["HELP", "add_arguments", "main", "run"]
+__all__ = ["HELP", "INTERRUPTED", "add_arguments", "main", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,11 +30,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=HELP)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROGRAM}: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+    return run_as_command(PROGRAM, lambda: run(args), INTERRUPTED)
