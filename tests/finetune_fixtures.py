@@ -81,9 +81,10 @@ def command_line(options: dict) -> list[str]:
 
 
 def subprocess_env(threads: int = 1) -> dict:
-    """Environment for a finetune subprocess: this source tree, offline, a fixed number of threads."""
+    """Environment for a finetune subprocess: this source tree, offline, a fixed number of threads, and Python's
+    stacks printed should a process crash."""
     return dict(os.environ, PYTHONPATH=str(REPO / "src"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads),
-                TOKENIZERS_PARALLELISM="false")
+                TOKENIZERS_PARALLELISM="false", PYTHONFAULTHANDLER="1")
 
 
 def finetune_command(options: dict) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,28 @@ from finetune_fixtures import (  # noqa: F401  (one_thread is a fixture)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def torchrun(options: dict, processes: int = 2) -> subprocess.CompletedProcess:
+# train() under torchrun, checking that leaving the process group destroys the default group there and then
+LEAVE_CHECKER = """
+import sys, weakref
+import torch.distributed as dist
+from bigbird_pegasus.finetune import train
+
+leave = dist.destroy_process_group
+def leave_and_check():
+    world = weakref.ref(dist.group.WORLD)
+    leave()
+    print(f"default group destroyed on leaving: {world() is None}")
+
+dist.destroy_process_group = leave_and_check
+train(sys.argv[1:])
+"""
+
+
+def torchrun(options: dict, processes: int = 2, script: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m bigbird_pegasus.finetune` (or `script`) with these options, in `processes` processes."""
+    target = [str(script)] if script else ["-m", "bigbird_pegasus.finetune"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               "-m", "bigbird_pegasus.finetune", *command_line(options)]
+               *target, *command_line(options)]
     return subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), timeout=300)
 
 
@@ -33,6 +53,7 @@ def test_two_processes_match_one_with_the_doubled_batch(tmp_path, sharding, opti
     together = tmp_path / "together"
     done = torchrun(run_options(model, data, together, batch_size=1, fsdp=sharding == "fsdp", **options))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("fine-tuned model:") == 1 and "returned a view tensor" not in done.stderr
 
     assert_same_weights(final_weights(alone), final_weights(together), atol=1e-5)
     # only the main process writes: one start record, each step once, one checkpoint
@@ -41,3 +62,18 @@ def test_two_processes_match_one_with_the_doubled_batch(tmp_path, sharding, opti
     assert [r["loss"] for r in read_log(together, "train")] == pytest.approx(
         [r["loss"] for r in read_log(alone, "train")], rel=1e-5)
     assert sorted(p.name for p in together.iterdir()) == ["checkpoint-2", "checkpoint-3", "final", "log.jsonl"]
+
+
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_leaving_destroys_the_default_group(tmp_path, sharding):
+    """Nothing keeps the default group (our last collectives) alive past destroy_process_group, so its gloo
+    threads are joined before the interpreter shuts down; one left running there can abort the process."""
+    model = tiny_model(tmp_path / "model", dropout=0.0)
+    data = write_jsonl(tmp_path / "train.jsonl", equal_length_examples(4))
+    script = tmp_path / "leave_and_check.py"
+    script.write_text(LEAVE_CHECKER)
+    options = run_options(model, data, tmp_path / "run", batch_size=1, max_steps=1, fsdp=sharding == "fsdp",
+                          optimizer="adafactor" if sharding == "fsdp" else "adamw")
+    done = torchrun(options, script=script)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("default group destroyed on leaving: True") == 2, done.stdout

@@ -4,6 +4,7 @@ which torchrun can start with `-m`."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..errors import run_as_command
 from .options import TrainConfig, add_arguments
@@ -21,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
 
     fields = {name: value for name, value in vars(args).items() if name in TrainConfig.__dataclass_fields__}
     result = train(TrainConfig.from_any(fields))
-    print(f"fine-tuned model: {result.final_model}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, the main process speaks for all
+        print(f"fine-tuned model: {result.final_model}")
     return 0
 
 

@@ -4,6 +4,13 @@ Under `torchrun` (WORLD_SIZE > 1) every process joins a process group (nccl on G
 the model is wrapped in DistributedDataParallel, or sharded with FSDP (`fully_shard`, one unit per
 encoder/decoder layer plus the root that holds the tied embedding). Model and optimizer state go through
 `torch.distributed.checkpoint.state_dict`, which gives the same full, unsharded dicts for all three.
+
+FSDP shards over a group of its own: torch's DTensor caches keep its mesh, and so that group, alive after
+`destroy_process_group`. Were it the default group, which our last collectives use just before the process exits,
+its gloo worker threads would outlive the interpreter, and one still releasing a collective's tensors while Python
+shuts down aborts the process ("terminate called without an active exception"). This way the default group is
+destroyed, its threads joined, when the process leaves; the FSDP group's last collectives (gathering the final
+weights) come before the final model is written.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions, get_model_state_dict, get_optimizer_state_dict, set_optimizer_state_dict,
 )
+from torch.distributed.device_mesh import DeviceMesh
 from torch.nn.parallel import DistributedDataParallel
 
 from ..model import BigBirdPegasusDecoder, BigBirdPegasusEncoder, BigBirdPegasusPreTrainedModel
@@ -105,7 +113,7 @@ def wrap(model: BigBirdPegasusPreTrainedModel, procs: Processes, fsdp: bool) -> 
     if fsdp:
         if not procs.distributed:
             raise FinetuneError("--fsdp needs several processes: start the command with torchrun")
-        mesh = dist.device_mesh.init_device_mesh(procs.device.type, (procs.world_size,))
+        mesh = DeviceMesh.from_group(dist.new_group(), procs.device.type)
         for layers in _layer_stacks(model):
             for layer in layers:
                 fully_shard(layer, mesh=mesh)
