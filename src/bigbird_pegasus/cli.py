@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .cache import CrossAttentionCache
 from .errors import UserError, run_as_command
 from .finetune import command as finetune
 
@@ -89,8 +90,8 @@ def add_summarize_arguments(parser: argparse.ArgumentParser) -> None:
     generation.add_argument("--min-length", type=non_negative_int, help="fewest summary tokens before </s>")
     generation.add_argument("--no-repeat-ngram-size", type=non_negative_int,
                             help="never repeat an n-gram of this size (0: allowed)")
-    generation.add_argument("--cross-attention-cache", choices=("keys_and_values", "values", "none"),
-                            default="keys_and_values",
+    generation.add_argument("--cross-attention-cache", choices=[mode.value for mode in CrossAttentionCache],
+                            default=CrossAttentionCache.KEYS_AND_VALUES.value,
                             help="kept per document for the decoder's cross-attention: keys_and_values (the fastest, "
                                  "default), values (half that memory) or none (only the encoder states; the least "
                                  "memory, the slowest steps); the summaries are the same")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,10 @@ except ImportError:  # torch 2.4 / 2.5
     from torch.distributed._composable.fsdp import FSDPModule, fully_shard
 
 FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+# FSDP2 warns, in every process, when a sharded model returns a view (an in-place op on it would skip FSDP's
+# backward hook); ours is encoder_last_hidden_state (a slice of the block-padded states), which training never
+# touches. Only this message about our models is silenced.
+FSDP_VIEW_WARNING = r"FSDP2-wrapped module \(FSDPBigBirdPegasus\w*\) returned a view tensor"
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ def wrap(model: BigBirdPegasusPreTrainedModel, procs: Processes, fsdp: bool) -> 
     if fsdp:
         if not procs.distributed:
             raise FinetuneError("--fsdp needs several processes: start the command with torchrun")
+        warnings.filterwarnings("ignore", message=FSDP_VIEW_WARNING, category=UserWarning)
         mesh = DeviceMesh.from_group(dist.new_group(), procs.device.type)
         for layers in _layer_stacks(model):
             for layer in layers:

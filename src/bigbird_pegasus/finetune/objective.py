@@ -7,7 +7,6 @@ every micro-batch and process, so accumulated, distributed and single big batche
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +15,6 @@ from torch import nn
 from ..config import BigBirdPegasusConfig
 from ..model import shift_tokens_right
 from .data import IGNORED_LABEL, TokenBatch
-
-# FSDP2 warns when a sharded model returns a view, since an in-place op on it would skip FSDP's backward hook;
-# ours is encoder_last_hidden_state (a slice of the block-padded states), which the objective never touches.
-FSDP_VIEW_WARNING = r"FSDP2-wrapped module .* returned a view tensor"
 
 
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -33,8 +28,7 @@ def summed_loss(model: nn.Module, config: BigBirdPegasusConfig, batch: TokenBatc
 
     `model` is the module to call (possibly a DDP / FSDP one), `config` its BigBirdPegasusConfig."""
     decoder_input_ids = shift_tokens_right(batch.labels, config.pad_token_id, config.decoder_start_token_id)
-    with autocast(batch.input_ids.device, bf16), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=FSDP_VIEW_WARNING, category=UserWarning)
+    with autocast(batch.input_ids.device, bf16):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                        decoder_input_ids=decoder_input_ids, use_cache=False).logits          # (b, t, vocab)
     return F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORED_LABEL,
