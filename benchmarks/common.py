@@ -11,10 +11,11 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-# A small config for smoke runs (`--tiny`).
-TINY_CONFIG = dict(vocab_size=500, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                   decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, block_size=16,
-                   num_random_blocks=3, max_position_embeddings=1024)
+# A small config for smoke runs (`--tiny`): the package's "tiny" preset.
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+from bigbird_pegasus.config import PRESETS  # noqa: E402
+
+TINY_CONFIG = PRESETS["tiny"]
 # Random weights that write varied text: linear layers of unit gain (the context matters, not only the last token),
 # random signs in the decoder's final LayerNorm (the tied LM head stops repeating the input token) sized so that
 # the logits spread over ~LOGIT_SCALE, and a random `final_logits_bias`.

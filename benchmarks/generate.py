@@ -150,7 +150,7 @@ def reset_peak_rss() -> None:
 def profile_ours(model, ids: torch.Tensor, mask: torch.Tensor, options: dict) -> dict:
     """A second, instrumented generate: encoder, prefill (cross K/V included), each decode step, and the rest
     (beam bookkeeping and logits processing); plus the cross K/V projections timed alone."""
-    from bigbird_pegasus import generation
+    from bigbird_pegasus.generation import decoding as generation
 
     timings: dict[str, list[float]] = {"encoder": [], "prefill": [], "step": []}
 

@@ -25,7 +25,7 @@ def main() -> None:
     import torch
 
     import bigbird_pegasus
-    from bigbird_pegasus.quantization import quantize_int8
+    from bigbird_pegasus import quantize_int8
 
     folder = ensure_checkpoint(tiny=args.tiny)
     ids = torch.randint(3, 1000 if args.tiny else 96103, (1, args.length), generator=torch.Generator().manual_seed(0))

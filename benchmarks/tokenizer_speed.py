@@ -21,8 +21,8 @@ import transformers
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from bigbird_pegasus.tokenizer import PegasusTokenizer  # noqa: E402
-from spm_fixtures import long_document, train_pegasus_spm  # noqa: E402
+from bigbird_pegasus import PegasusTokenizer  # noqa: E402
+from helpers.spm import long_document, train_pegasus_spm  # noqa: E402
 
 
 def documents(count: int, words: int) -> list[str]:

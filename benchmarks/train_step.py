@@ -188,7 +188,7 @@ def scaling_inputs(folder: str, tiny: bool) -> tuple[str, str]:
 
     sys.path.insert(0, SRC)
     import bigbird_pegasus
-    from bigbird_pegasus.tokenizer import SpecialTokens
+    from bigbird_pegasus.text.tokenizer import SpecialTokens
 
     words = [f"w{i}" for i in range(SCALING_WORDS)]
     reserved = SpecialTokens().reserved()

@@ -26,7 +26,7 @@ def load(library: str, checkpoint: str, dtype: str, quantize: str | None):
     model = lib.BigBirdPegasusForConditionalGeneration.from_pretrained(checkpoint)
     model = model.to(getattr(torch, dtype)).eval()
     if quantize == "int8":
-        from bigbird_pegasus.quantization import quantize_int8
+        from bigbird_pegasus import quantize_int8
 
         quantize_int8(model)
     return model

@@ -91,3 +91,11 @@ def test_missing_and_broken_files(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         BigBirdPegasusConfig.from_pretrained(tmp_path)
+
+
+def test_presets_by_name():
+    assert BigBirdPegasusConfig.from_name("large").to_dict() == BigBirdPegasusConfig().to_dict()
+    tiny = BigBirdPegasusConfig.from_name("tiny", encoder_layers=1)
+    assert tiny.d_model == 64 and tiny.encoder_layers == 1 and tiny.vocab_size == 500
+    with pytest.raises(ValueError, match="no preset named 'huge'; choose one of large, tiny"):
+        BigBirdPegasusConfig.from_name("huge")

@@ -11,17 +11,19 @@ import os
 # only takes effect if the package is imported before any tensor exists; set it to 0 to opt out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from .cache import CrossAttentionCache
 from .config import BigBirdPegasusConfig
-from .heads import (
-    BigBirdPegasusForCausalLM,
-    BigBirdPegasusForConditionalGeneration,
-    BigBirdPegasusForQuestionAnswering,
-    BigBirdPegasusForSequenceClassification,
-)
-from .model import BigBirdPegasusModel, BigBirdPegasusPreTrainedModel
-from .summarize import Summarizer, Summary, summarize
-from .tokenizer import PegasusTokenizer, decode_newlines, encode_newlines
+from .generation.config import GenerationConfig
+from .heads.causal_lm import BigBirdPegasusForCausalLM
+from .heads.conditional_generation import BigBirdPegasusForConditionalGeneration
+from .heads.question_answering import BigBirdPegasusForQuestionAnswering
+from .heads.sequence_classification import BigBirdPegasusForSequenceClassification
+from .modeling.cache import CrossAttentionCache
+from .modeling.model import BigBirdPegasusModel
+from .modeling.pretrained import BigBirdPegasusPreTrainedModel
+from .modeling.quantization import quantize_int8
+from .pipeline.summarizer import Summarizer, Summary, summarize
+from .text.newlines import decode_newlines, encode_newlines
+from .text.tokenizer import PegasusTokenizer
 
 __all__ = [
     "BigBirdPegasusConfig",
@@ -32,10 +34,12 @@ __all__ = [
     "BigBirdPegasusModel",
     "BigBirdPegasusPreTrainedModel",
     "CrossAttentionCache",
+    "GenerationConfig",
     "PegasusTokenizer",
     "Summarizer",
     "Summary",
     "decode_newlines",
     "encode_newlines",
+    "quantize_int8",
     "summarize",
 ]

@@ -1,4 +1,4 @@
-"""BigBirdPegasusConfig: every field of the reference's config.json, validated."""
+"""BigBirdPegasusConfig: every field of the reference's config.json, validated, and named presets."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from .checkpoint.atomic import write_file_atomically
+from .checkpoint.hub import resolve_file
 
 MODEL_TYPE = "bigbird_pegasus"
 CONFIG_NAME = "config.json"
@@ -28,6 +31,16 @@ ALIASES = {
 
 # Fields of ours that the reference does not know: written to config.json only when set.
 EXTENSION_DEFAULTS = {"random_attention": "reference"}
+
+# Named architectures for `BigBirdPegasusConfig.from_name`: the fields that differ from the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # google/bigbird-pegasus-large-arxiv, -pubmed and -bigpatent (~576M parameters): the defaults.
+    "large": {},
+    # A few-MB model of the same shape of computation (block-sparse from 144 tokens), for smoke runs and tests.
+    "tiny": dict(vocab_size=500, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                 decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, block_size=16,
+                 num_random_blocks=3, max_position_embeddings=1024),
+}
 
 
 @dataclass
@@ -124,6 +137,13 @@ class BigBirdPegasusConfig:
         else:
             self.extra[name] = value
 
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> BigBirdPegasusConfig:
+        """The preset `name` ("large", "tiny"; see PRESETS), with `overrides` applied."""
+        if name not in PRESETS:
+            raise ValueError(f"no preset named {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+        return cls(**{**PRESETS[name], **overrides})
+
     # -- derived values ---------------------------------------------------------------------------------
 
     @property
@@ -138,12 +158,6 @@ class BigBirdPegasusConfig:
     @property
     def label2id(self) -> dict[str, int]:
         return {label: i for i, label in self.id2label.items()}
-
-    @property
-    def min_block_sparse_length(self) -> int:
-        """Inputs of at most this many tokens use full attention: block-sparse needs 2 global, 3 window
-        and 2 * num_random_blocks blocks (the reference's threshold)."""
-        return (5 + 2 * self.num_random_blocks) * self.block_size
 
     # -- validation -------------------------------------------------------------------------------------
 
@@ -206,28 +220,30 @@ class BigBirdPegasusConfig:
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as f:
-            f.write(self.to_json_string())
+        write_file_atomically(os.path.join(folder, CONFIG_NAME), self.to_json_string())
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> BigBirdPegasusConfig:
-        try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} does not hold a JSON object")
-        return cls.from_dict(values)
+        return cls.from_dict(read_json_object(path))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_options: Any) -> BigBirdPegasusConfig:
         """Read config.json from a folder, a config file, or a hub id."""
-        from .hub import resolve_file
-
         if os.path.isfile(name_or_path):
             return cls.from_json_file(name_or_path)
         return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub_options))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in file `path`; a ValueError naming the file when it is not valid JSON or not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return values

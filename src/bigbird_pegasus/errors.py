@@ -5,9 +5,6 @@ The command line prints their message, without a traceback, and exits with statu
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-
 
 class UserError(Exception):
     """A problem with what the user asked for, explained by its message."""
@@ -23,16 +20,3 @@ class DocumentError(UserError):
 
 class ModelLoadError(UserError):
     """A model or tokenizer that cannot be loaded."""
-
-
-def run_as_command(label: str, run: Callable[[], int], interrupted: str = "interrupted") -> int:
-    """The exit status of `run()`; a UserError is printed as `label: error: MESSAGE` (status 1), Ctrl-C as
-    `label: INTERRUPTED` (status 130), both on stderr and without a traceback."""
-    try:
-        return run()
-    except UserError as error:
-        print(f"{label}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{label}: {interrupted}", file=sys.stderr)
-        return 130

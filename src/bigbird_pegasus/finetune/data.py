@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..tokenizer import NEWLINE_SYMBOL, PegasusTokenizer, encode_newlines
+from ..text.newlines import encode_newlines, uses_newline_token
+from ..text.tokenizer import PegasusTokenizer
 from .errors import FinetuneError
 
 # Examples are shuffled, cut into pools of this many steps' worth, sorted by length within a pool and
@@ -130,12 +131,6 @@ def micro_batches(step: Sequence[int], batch_size: int) -> list[list[int]]:
     return [list(step[i:i + batch_size]) for i in range(0, len(step), batch_size)]
 
 
-def evaluation_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """All examples in batches by decreasing length (no shuffling, nothing dropped)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def process_share(batch: Sequence[int], rank: int, world_size: int) -> list[int]:
     """This process's contiguous part of a batch; the parts differ in size by at most one."""
     return list(batch[rank * len(batch) // world_size:(rank + 1) * len(batch) // world_size])
@@ -171,7 +166,7 @@ class BatchEncoder:
         self.tokenizer = tokenizer
         self.max_source_length = max_source_length
         self.max_target_length = max_target_length
-        self.newline_piece = tokenizer.convert_tokens_to_ids(NEWLINE_SYMBOL) != tokenizer.unk_token_id
+        self.newline_piece = uses_newline_token(tokenizer)
 
     def prepare(self, text: str) -> str:
         return encode_newlines(text) if self.newline_piece else text

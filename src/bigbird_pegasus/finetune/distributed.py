@@ -31,7 +31,8 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.device_mesh import DeviceMesh
 from torch.nn.parallel import DistributedDataParallel
 
-from ..model import BigBirdPegasusDecoder, BigBirdPegasusEncoder, BigBirdPegasusPreTrainedModel
+from ..modeling.model import BigBirdPegasusDecoder, BigBirdPegasusEncoder
+from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 from .errors import FinetuneError
 
 try:  # torch >= 2.6

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model import BigBirdPegasusPreTrainedModel
+from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 
 
 def extend_position_embeddings(model: BigBirdPegasusPreTrainedModel, length: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,13 +19,13 @@ from typing import Any
 
 import torch
 
+from ..checkpoint.atomic import write_folder_atomically
 from ..config import BigBirdPegasusConfig
 from .errors import FinetuneError
 
 CHECKPOINT_PREFIX = "checkpoint-"
 PROGRESS_FILE = "trainer_state.json"
 STATE_FILE = "trainer_state.pt"
-TEMPORARY_MARK = ".tmp-"
 # Config fields that decide the shapes of the weights: a checkpoint that differs in one of them comes
 # from another model.
 ARCHITECTURE_FIELDS = ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
@@ -53,59 +52,14 @@ class Progress:
 
 # -- writing ---------------------------------------------------------------------------------------------
 
-def write_folder_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
-    """Call `fill(temporary_folder)`, flush it to disk, then rename it to `target` (replacing it).
-
-    On any error the temporary folder is removed and `target` is left as it was; an OSError becomes a
-    FinetuneError that says so."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}{TEMPORARY_MARK}{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
+def write_checkpoint_folder(target: Path, fill: Callable[[Path], None]) -> Path:
+    """`fill` a temporary folder and rename it to `target` (see `checkpoint.atomic.write_folder_atomically`);
+    an OSError becomes a FinetuneError that says the earlier checkpoints are intact."""
     try:
-        temporary.mkdir()
-        fill(temporary)
-        _sync_folder(temporary)
-        _replace_folder(temporary, target)
-        _sync(target.parent)
+        return write_folder_atomically(target, fill)
     except OSError as e:
-        shutil.rmtree(temporary, ignore_errors=True)
         reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise FinetuneError(f"could not write {target}: {reason}; earlier checkpoints are intact") from None
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return target
-
-
-def _replace_folder(source: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(source, target)
-        return
-    retired = target.with_name(f".{target.name}.old{TEMPORARY_MARK}{os.getpid()}")
-    os.replace(target, retired)
-    os.replace(source, target)
-    shutil.rmtree(retired)
-
-
-def _sync_folder(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            _sync(path)
-    _sync(folder)
-
-
-def _sync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def remove_temporary_folders(output_dir: Path) -> None:
-    """Delete the temporary folders a killed run left behind."""
-    for path in output_dir.glob(f".*{TEMPORARY_MARK}*"):
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def checkpoint_path(output_dir: Path, step: int) -> Path:

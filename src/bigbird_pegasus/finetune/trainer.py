@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint.atomic import remove_leftovers
 from ..config import BigBirdPegasusConfig
-from ..heads import BigBirdPegasusForConditionalGeneration
-from ..tokenizer import PegasusTokenizer
+from ..heads.conditional_generation import BigBirdPegasusForConditionalGeneration
+from ..text.tokenizer import PegasusTokenizer
 from .data import BatchEncoder, TokenBatch, epoch_steps, micro_batches, process_share, read_jsonl
 from .distributed import (
     Processes, clip_gradients, full_model, gradient_sync, load_optimizer_state, optimizer_state, processes,
@@ -28,8 +29,7 @@ from .positions import extend_position_embeddings
 from .reporting import ProgressBar, RunLog
 from .state import (
     Progress, capture_rng, check_same_run, checkpoint_path, prune_checkpoints,
-    read_progress, read_state, remove_temporary_folders, restore_rng, resume_folder, seed_torch,
-    write_folder_atomically, write_state,
+    read_progress, read_state, restore_rng, resume_folder, seed_torch, write_checkpoint_folder, write_state,
 )
 
 MODEL_CLASS = BigBirdPegasusForConditionalGeneration
@@ -89,7 +89,7 @@ class Trainer:
 
         if procs.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            remove_temporary_folders(self.output_dir)
+            remove_leftovers(self.output_dir)
         self.log = RunLog(self.output_dir, procs.is_main, self.progress.step if resume_from else None)
         self.bar = ProgressBar(self.total_steps, self.progress.step, procs.is_main, config.progress)
         self._announce(resume_from)
@@ -136,7 +136,8 @@ class Trainer:
         loss_sum = 0.0
         for index, batch in enumerate(batches):
             with gradient_sync(self.model, enabled=index == len(batches) - 1):
-                loss = summed_loss(self.model, self.model_config, batch, config.label_smoothing, config.bf16)
+                loss = summed_loss(self.model, config=self.model_config, batch=batch,
+                                   label_smoothing=config.label_smoothing, bf16=config.bf16)
                 (loss * scale).backward()
             loss_sum += loss.item()
         grad_norm = clip_gradients(self.model, config.grad_clip)
@@ -168,9 +169,10 @@ class Trainer:
         rng = capture_rng(self.procs.device)
         self.model.eval()
         try:
-            figures = {"eval_loss": validation_loss(unwrap(self.model), self.model_config, self.validation_data,
-                                                    self.encode, self.config.batch_size, self.procs,
-                                                    self.config.bf16)}
+            figures = {"eval_loss": validation_loss(unwrap(self.model), config=self.model_config,
+                                                    data=self.validation_data, encode=self.encode,
+                                                    batch_size=self.config.batch_size, procs=self.procs,
+                                                    bf16=self.config.bf16)}
             figures.update(self._rouge())
         finally:
             self.model.train()
@@ -188,9 +190,10 @@ class Trainer:
         if generator is not None:
             sample = sorted(random.Random(config.seed).sample(range(len(data)), min(config.eval_samples, len(data))))
             examples = data.read(sample)
-            summaries = generate_summaries(generator.eval(), self.encode, [e.document for e in examples],
-                                           config.max_target_length, config.eval_beams, config.batch_size,
-                                           config.bf16)
+            summaries = generate_summaries(generator.eval(), encode=self.encode,
+                                           documents=[e.document for e in examples],
+                                           max_new_tokens=config.max_target_length, num_beams=config.eval_beams,
+                                           batch_size=config.batch_size, bf16=config.bf16)
             figures = rouge_scores(summaries, [e.summary for e in examples])
         return self.procs.gather(figures)[0]
 
@@ -230,7 +233,7 @@ class Trainer:
         error = None
         if self.procs.is_main:
             try:
-                write_folder_atomically(target, fill)
+                write_checkpoint_folder(target, fill)
             except FinetuneError as e:
                 error = str(e)
         error = next((e for e in self.procs.gather(error) if e), None)

@@ -1,0 +1,68 @@
+"""What the decoding loops share: the call's resolved plan, and the decoder with its caches during generation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..modeling.cache import CrossAttentionCache, DecoderCache
+from ..modeling.masks import padding_bias
+from .logits_process import LogitsProcessorList
+
+
+@dataclass
+class DecodingPlan:
+    """What the decoding loops need, resolved once per call. max_length counts the prompt; eos_ids: (n_eos,)."""
+
+    processors: LogitsProcessorList
+    max_length: int
+    eos_ids: torch.Tensor | None
+    pad_id: int | None
+    do_sample: bool
+    generator: torch.Generator | None
+    record_scores: bool
+    num_beams: int
+    num_return_sequences: int
+    length_penalty: float
+    early_stopping: bool | str
+
+
+class CachedDecoder:
+    """The decoder during generation: its self-attention cache is preallocated to `capacity` positions; the
+    cross-attention keys/values that `cross_attention_cache` keeps are projected from the encoder states
+    (docs, s, d_model) once per layer, at the prefill, and shared by the rows = docs * g of each document (no
+    encoder states: the decoder alone, as a causal LM); logits come from the last position only."""
+
+    def __init__(self, decoder: torch.nn.Module, *, project_to_vocab: Callable[[torch.Tensor], torch.Tensor],
+                 encoder_states: torch.Tensor | None, encoder_mask: torch.Tensor | None, capacity: int,
+                 step: Callable[..., torch.Tensor] | None = None,
+                 cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES):
+        self.decoder = decoder
+        self.project_to_vocab = project_to_vocab
+        self.encoder_states = encoder_states
+        self.encoder_mask = encoder_mask
+        self.cross_bias = None if encoder_mask is None else padding_bias(encoder_mask.bool(), encoder_states.dtype)
+        self.cache = DecoderCache(len(decoder.layers), cross_attention_cache=cross_attention_cache)
+        self.cache.reserve(capacity)
+        self.step = step or decoder.step  # the static-shape one-token step, compiled or not
+
+    def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
+        """prompt (rows, p) -> next-token logits (rows, vocab), float32."""
+        hidden = self.decoder(prompt, encoder_hidden_states=self.encoder_states,
+                              encoder_attention_mask=self.encoder_mask, past_key_values=self.cache,
+                              use_cache=True).last_hidden_state
+        return self.project_to_vocab(hidden[:, -1]).float()
+
+    def decode_one_token(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (rows,) appended at the next position -> next-token logits (rows, vocab), float32."""
+        position = torch.tensor(self.cache.length, device=tokens.device)
+        hidden = self.step(tokens[:, None], position=position, encoder_states=self.encoder_states,
+                           cross_bias=self.cross_bias, cache=self.cache)
+        self.cache.advance(1)
+        return self.project_to_vocab(hidden[:, -1]).float()
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the self-attention cache of `rows` (rows,), in that order (beam search)."""
+        self.cache.reorder(rows)

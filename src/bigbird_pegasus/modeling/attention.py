@@ -1,0 +1,175 @@
+"""Attention: the encoder's self-attention (full, or block-sparse through `block_sparse.py`), the decoder's
+cached self-attention and its cross-attention. Every path ends in
+`torch.nn.functional.scaled_dot_product_attention`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .block_sparse import SparseMasks, block_sparse_attention
+from .cache import CrossAttentionCache, DecoderCache
+from .linear import Linear
+
+
+# -- encoder self-attention -----------------------------------------------------------------------------
+
+class QueryKeyValue(nn.Module):
+    """The encoder's query/key/value projections (state-dict names `self.query` ... as the reference)."""
+
+    def __init__(self, d_model: int, *, bias: bool):
+        super().__init__()
+        self.query = Linear(d_model, d_model, bias=bias)
+        self.key = Linear(d_model, d_model, bias=bias)
+        self.value = Linear(d_model, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.query(x), self.key(x), self.value(x)
+
+
+class EncoderAttention(nn.Module):
+    """Encoder self-attention, full or block-sparse depending on the masks it is given."""
+
+    def __init__(self, d_model: int, *, num_heads: int, block_size: int, bias: bool, dropout: float):
+        super().__init__()
+        self.self = QueryKeyValue(d_model, bias=bias)
+        self.output = Linear(d_model, d_model, bias=bias)
+        self.num_heads = num_heads
+        self.block_size = block_size
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, *, masks: SparseMasks | torch.Tensor | None) -> torch.Tensor:
+        """x: (b, n, d_model); masks: SparseMasks for block-sparse, else a padding bias or None."""
+        q, k, v = self.self(x)
+        if isinstance(masks, SparseMasks):
+            context = block_sparse_attention(q, k, v, masks=masks, num_heads=self.num_heads,
+                                             block_size=self.block_size)
+        else:
+            dropout = self.dropout if self.training else 0.0
+            context = full_attention(q, k, v, bias=masks, num_heads=self.num_heads, dropout=dropout)
+        return self.output(context)
+
+
+def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.Tensor | None,
+                   num_heads: int, dropout: float = 0.0) -> torch.Tensor:
+    """q, k, v: (b, n, h * d); bias: (b, 1, 1, n) or None -> (b, n, h * d)."""
+    b, n, hidden = q.shape
+    q, k, v = (t.view(b, n, num_heads, -1).transpose(1, 2) for t in (q, k, v))    # (b, h, n, d)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    return context.transpose(1, 2).reshape(b, n, hidden)
+
+
+# -- decoder attention ----------------------------------------------------------------------------------
+
+class DecoderAttention(nn.Module):
+    """Multi-head attention with the reference's `q_proj`/`k_proj`/`v_proj`/`out_proj` names, used for
+    the decoder's causal self-attention and for its cross-attention over the encoder output."""
+
+    def __init__(self, d_model: int, *, num_heads: int, bias: bool, dropout: float):
+        super().__init__()
+        self.q_proj = Linear(d_model, d_model, bias=bias)
+        self.k_proj = Linear(d_model, d_model, bias=bias)
+        self.v_proj = Linear(d_model, d_model, bias=bias)
+        self.out_proj = Linear(d_model, d_model, bias=bias)
+        self.num_heads = num_heads
+        self.dropout = dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, -1).transpose(1, 2)                        # (b, h, t, d)
+
+    def _merge(self, context: torch.Tensor) -> torch.Tensor:
+        b, _, t, _ = context.shape
+        return self.out_proj(context.transpose(1, 2).reshape(b, t, -1))                 # (b, t, h*d)
+
+    def self_attention(self, x: torch.Tensor, *, bias: torch.Tensor | None, is_causal: bool,
+                       cache: DecoderCache | None, layer: int, position: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (b, t, d_model) -> (b, t, d_model); appends this step's keys/values to `cache`, or writes them at
+        `position` (a 0-d tensor) of its preallocated buffers for a static-shape step."""
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        if cache is not None and position is not None:
+            k, v = cache.write_at(layer, keys=k, values=v, position=position)
+        elif cache is not None:
+            k, v = cache.append(layer, keys=k, values=v)
+        dropout = self.dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, is_causal=is_causal)
+        return self._merge(context)
+
+    def cross_attention(self, x: torch.Tensor, *, encoder_states: torch.Tensor | None, bias: torch.Tensor | None,
+                        cache: DecoderCache | None, layer: int) -> torch.Tensor:
+        """x: (b, t, d_model) over encoder_states (docs, s, d_model) with b = docs * beams -> (b, t, d_model).
+
+        Keys/values are projected once per document and kept in `cache` (those its `cross_attention_cache`
+        keeps; see `folded_cross_attention` for the others); the beams of a document share them.
+        bias: (docs, 1, 1, s) or None.
+        """
+        q = self._heads(self.q_proj(x))                                                 # (b, h, t, d)
+        dropout = self.dropout if self.training else 0.0
+        if cache is not None and cache.cross_attention_cache is not CrossAttentionCache.KEYS_AND_VALUES:
+            values = None
+            if cache.cross_attention_cache is CrossAttentionCache.VALUES:
+                values = self._cross_projection(self.v_proj, encoder_states=encoder_states,
+                                                cached=cache.cross_values, layer=layer)
+            return self._merge(self.folded_cross_attention(q, encoder_states=encoder_states, values=values,
+                                                           bias=bias, dropout=dropout))
+        k = self._cross_projection(self.k_proj, encoder_states=encoder_states,
+                                   cached=None if cache is None else cache.cross_keys, layer=layer)
+        v = self._cross_projection(self.v_proj, encoder_states=encoder_states,
+                                   cached=None if cache is None else cache.cross_values, layer=layer)
+        return self._merge(grouped_attention(q, k, v, bias=bias, dropout=dropout))
+
+    def _cross_projection(self, projection: nn.Module, *, encoder_states: torch.Tensor,
+                          cached: list[torch.Tensor | None] | None, layer: int) -> torch.Tensor:
+        """Keys or values (docs, h, s, d) of the encoder states, from `cached[layer]` or projected (and kept
+        there, contiguous once: every later step reads them; strided: ~20% slower attention)."""
+        if cached is not None and cached[layer] is not None:
+            return cached[layer]
+        projected = self._heads(projection(encoder_states))
+        if cached is not None:
+            projected = cached[layer] = projected.contiguous()
+        return projected
+
+    def folded_cross_attention(self, q: torch.Tensor, *, encoder_states: torch.Tensor, values: torch.Tensor | None,
+                               bias: torch.Tensor | None, dropout: float) -> torch.Tensor:
+        """Cross-attention without projected keys: q (docs * g, h, t, d) over encoder_states (docs, s, d_model),
+        values (docs, h, s, d), or None to fold W_v too -> context (docs * g, h, t, d).
+
+        Per head, q . (W_k e + b_k) = (W_k^T q) . e + q . b_k: the last term is the same for every key, and the
+        softmax ignores it; so the queries are mapped into the model dimension and scored against the states.
+        Likewise sum_s p_s (W_v e_s + b_v) = W_v (sum_s p_s e_s) + b_v, since the weights p sum to one.
+        """
+        b, h, t, d = q.shape
+        docs, s, width = encoder_states.shape
+        groups = b // docs
+        w_k = self.k_proj.weight.view(h, d, width)                                     # (h, d, d_model)
+        queries = torch.einsum("bhtd,hdm->bhtm", q * d ** -0.5, w_k)                  # (b, h, t, d_model)
+        queries = queries.view(docs, groups, h, t, width).transpose(1, 2)              # (docs, h, g, t, d_model)
+        queries = queries.reshape(docs, h * groups * t, width)                         # (docs, h*g*t, d_model)
+        scores = torch.bmm(queries, encoder_states.transpose(1, 2))                    # (docs, h*g*t, s)
+        if bias is not None:
+            scores = scores + bias[:, 0]                                               # bias (docs, 1, s)
+        weights = F.dropout(torch.softmax(scores, -1, dtype=torch.float32).to(q.dtype), dropout, dropout > 0)
+        if values is not None:
+            context = torch.matmul(weights.view(docs, h, groups * t, s), values)       # (docs, h, g*t, d)
+        else:
+            mixed = torch.bmm(weights, encoder_states).view(docs, h, groups * t, width)  # (docs, h, g*t, d_model)
+            w_v = self.v_proj.weight.view(h, d, width)                                 # (h, d, d_model)
+            context = torch.einsum("xhtm,hdm->xhtd", mixed, w_v)                       # (docs, h, g*t, d)
+            if self.v_proj.bias is not None:
+                context = context + self.v_proj.bias.view(h, 1, d)
+        return context.view(docs, h, groups, t, d).transpose(1, 2).reshape(b, h, t, d)       # (b, h, t, d)
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.Tensor | None,
+                      dropout: float = 0.0) -> torch.Tensor:
+    """q: (docs * g, h, t, d) attending to k, v: (docs, h, s, d), the g query rows of a document sharing
+    its keys without copying them -> (docs * g, h, t, d)."""
+    docs = k.shape[0]
+    groups = q.shape[0] // docs
+    if groups == 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    _, h, t, d = q.shape
+    q = q.view(docs, groups, h, t, d).transpose(1, 2).reshape(docs, h, groups * t, d)   # (docs, h, g*t, d)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    return context.view(docs, h, groups, t, d).transpose(1, 2).reshape(docs * groups, h, t, d)

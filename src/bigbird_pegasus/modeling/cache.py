@@ -1,0 +1,119 @@
+"""The decoder's key/value cache: self-attention written by position, cross-attention computed once."""
+
+from __future__ import annotations
+
+import enum
+
+import torch
+
+
+class CrossAttentionCache(str, enum.Enum):
+    """What generation keeps per document and decoder layer for cross-attention over s encoder states.
+
+    KEYS_AND_VALUES: keys and values projected once (2 * s * d_model numbers): the fastest steps.
+    VALUES: values only; W_k is folded into the queries, which are scored against the encoder states
+        themselves (half the memory; each step does d_model / head_dim times the score work).
+    NONE: nothing beyond the encoder states; W_v is folded into the output too (twice that extra work).
+    All three compute the same attention up to float rounding.
+    """
+
+    KEYS_AND_VALUES = "keys_and_values"
+    VALUES = "values"
+    NONE = "none"
+
+
+class DecoderCache:
+    """Per decoder layer: self-attention keys/values (b, h, capacity, d) written at `length`, and the
+    cross-attention keys/values (docs, h, source_len, d) projected once from the encoder output, those that
+    `cross_attention_cache` keeps (the others stay None).
+
+    Cross-attention entries may have fewer rows than the queries: with beam search, `docs` documents
+    are shared by `b = docs * beams` hypotheses (see `DecoderAttention.cross_attention`).
+    """
+
+    def __init__(self, num_layers: int, *,
+                 cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES):
+        self.cross_attention_cache = CrossAttentionCache(cross_attention_cache)
+        self.self_keys: list[torch.Tensor | None] = [None] * num_layers
+        self.self_values: list[torch.Tensor | None] = [None] * num_layers
+        self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
+        self.cross_values: list[torch.Tensor | None] = [None] * num_layers
+        self.length = 0
+        self.reserved = 0
+
+    def __len__(self) -> int:
+        return len(self.self_keys)
+
+    def get_seq_length(self) -> int:
+        """Number of decoder positions already cached (the reference's name)."""
+        return self.length
+
+    def reserve(self, capacity: int) -> None:
+        """Make room for `capacity` positions in every layer, so that appends never reallocate."""
+        self.reserved = capacity
+        for layer, keys in enumerate(self.self_keys):
+            if keys is not None and keys.shape[2] < capacity:
+                self.self_keys[layer] = _grown(keys, like=keys, length=self.length, capacity=capacity)
+                self.self_values[layer] = _grown(self.self_values[layer], like=keys, length=self.length,
+                                                 capacity=capacity)
+
+    def append(self, layer: int, *, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this step's (b, h, t, d) keys/values after the cached ones; return all (b, h, length + t, d)."""
+        start, end = self.length, self.length + keys.shape[2]
+        cached = self.self_keys[layer]
+        if cached is None and end >= self.reserved:  # a first write that fills all the room asked for
+            self.self_keys[layer], self.self_values[layer] = keys, values
+            return keys, values
+        if cached is None or cached.shape[2] < end:
+            capacity = max(end, self.reserved, 2 * start)
+            self.self_keys[layer] = _grown(cached, like=keys, length=start, capacity=capacity)
+            self.self_values[layer] = _grown(self.self_values[layer], like=keys, length=start, capacity=capacity)
+        self.self_keys[layer][:, :, start:end] = keys
+        self.self_values[layer][:, :, start:end] = values
+        return self.self_keys[layer][:, :, :end], self.self_values[layer][:, :, :end]
+
+    def write_at(self, layer: int, *, keys: torch.Tensor, values: torch.Tensor,
+                 position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write one step's (b, h, 1, d) keys/values at `position` (a 0-d tensor) of the reserved buffers and
+        return them whole, (b, h, capacity, d): static shapes for a compiled decoding step, whose causal mask
+        hides the positions not written yet."""
+        self.self_keys[layer].index_copy_(2, position.view(1), keys)
+        self.self_values[layer].index_copy_(2, position.view(1), values)
+        return self.self_keys[layer], self.self_values[layer]
+
+    def advance(self, steps: int) -> None:
+        """Called once all layers have appended `steps` positions."""
+        self.length += steps
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep the self-attention rows `index` (beam search); cross-attention entries are per document."""
+        for layer, keys in enumerate(self.self_keys):
+            if keys is not None:
+                self.self_keys[layer] = keys.index_select(0, index)
+                self.self_values[layer] = self.self_values[layer].index_select(0, index)
+
+    def to_legacy(self) -> tuple[tuple[torch.Tensor, ...], ...]:
+        """Per layer (self keys, self values, cross keys, cross values), the reference's old tuple layout."""
+        return tuple(
+            (k[:, :, : self.length], v[:, :, : self.length], ck, cv)
+            for k, v, ck, cv in zip(self.self_keys, self.self_values, self.cross_keys, self.cross_values)
+        )
+
+    @classmethod
+    def from_legacy(cls, layers: tuple[tuple[torch.Tensor, ...], ...]) -> DecoderCache:
+        cache = cls(len(layers))
+        for i, entry in enumerate(layers):
+            cache.self_keys[i], cache.self_values[i] = entry[0], entry[1]
+            if len(entry) == 4:
+                cache.cross_keys[i], cache.cross_values[i] = entry[2], entry[3]
+        cache.length = layers[0][0].shape[2] if layers else 0
+        return cache
+
+
+def _grown(buffer: torch.Tensor | None, *, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+    """A (b, h, capacity, d) buffer shaped like `like`, holding the first `length` positions of `buffer` and
+    zeros after them (a masked slot must hold a finite value: 0 * NaN would still be NaN)."""
+    grown = like.new_zeros(like.shape[0], like.shape[1], capacity, like.shape[3])
+    if length:
+        grown[:, :, :length] = buffer[:, :, :length]
+    return grown

@@ -1,0 +1,77 @@
+"""Load what the pipeline runs: the summarization model and its tokenizer, by name, with errors that say what
+to do; dtype and device options by name."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..checkpoint.hub import is_local
+from ..errors import ModelLoadError
+from ..heads.conditional_generation import BigBirdPegasusForConditionalGeneration
+from ..text.tokenizer import PegasusTokenizer
+
+DEFAULT_MODEL = "google/bigbird-pegasus-large-arxiv"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError)
+
+
+def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype | None = None,
+               device: str | torch.device | None = None) -> BigBirdPegasusForConditionalGeneration:
+    """The checkpoint in eval mode; a ModelLoadError that says what is wrong when it cannot be loaded."""
+    dtype, device = parse_dtype(dtype), resolve_device(device)
+    try:
+        return BigBirdPegasusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype, device=device)
+    except _LOAD_ERRORS as error:
+        raise ModelLoadError(f"cannot load the model {str(name_or_path)!r}: {_with_hub_hint(error, name_or_path)}"
+                             ) from error
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> PegasusTokenizer:
+    """The tokenizer saved with a checkpoint; a ModelLoadError when there is none."""
+    try:
+        return PegasusTokenizer.from_pretrained(name_or_path)
+    except _LOAD_ERRORS as error:
+        raise ModelLoadError(f"cannot load the tokenizer of {str(name_or_path)!r}: "
+                             f"{_with_hub_hint(error, name_or_path)}") from error
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """A torch dtype from its name ("float32", "bf16", ...); None stays None (the checkpoint's own dtype)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """A usable torch device: None means "cuda" when available, else "cpu"; an unusable one raises ValueError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {str(device)!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for, but this machine (or this torch build) has no CUDA GPU")
+    return device
+
+
+def _with_hub_hint(error: Exception, name_or_path: str | os.PathLike) -> str:
+    """The error's message, followed for a hub id by what to do when the checkpoint is not at hand."""
+    if is_local(name_or_path):
+        return str(error)
+    return (f"{str(error).rstrip('.')}. Hub checkpoints (about 2.3 GB for {DEFAULT_MODEL}) are downloaded on first "
+            f"use and cached; without a network, fetch it where there is one (`hf download {name_or_path} "
+            "--local-dir FOLDER`), copy the folder here and load it from there.")
+
+
+def check_vocabulary(tokenizer: PegasusTokenizer, *, model: BigBirdPegasusForConditionalGeneration,
+                     source: str | os.PathLike) -> None:
+    """Refuse a tokenizer whose ids do not fit the model's embedding table."""
+    if len(tokenizer) > model.config.vocab_size:
+        raise ModelLoadError(f"the tokenizer of {str(source)!r} has {len(tokenizer)} tokens but the model's vocabulary "
+                             f"has {model.config.vocab_size}: they do not belong together")

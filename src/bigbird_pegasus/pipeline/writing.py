@@ -1,0 +1,45 @@
+"""Summaries as output files: text (one summary per line) or JSON Lines (written by `checkpoint.atomic`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+from ..errors import UserError
+from ..text.documents import JSONL_SUFFIXES
+from ..text.sentences import one_line
+from .summarizer import Summary
+
+TEXT_SUFFIXES = (".txt",)
+
+
+def summaries_as_text(results: Sequence[Summary]) -> str:
+    """One summary per line, in order (a summary's own line breaks become spaces)."""
+    return "".join(one_line(result.summary) + "\n" for result in results)
+
+
+def summaries_as_jsonl(results: Sequence[Summary]) -> str:
+    """One JSON object per line: id, summary, input_tokens, truncated, chunks, seconds."""
+    return "".join(json.dumps({"id": r.id, "summary": r.summary, "input_tokens": r.input_tokens,
+                               "truncated": r.truncated, "chunks": r.chunks, "seconds": r.seconds},
+                              ensure_ascii=False) + "\n" for r in results)
+
+
+def render(results: Sequence[Summary], *, path: str) -> str:
+    """The content of output file `path`: JSON Lines for .jsonl/.ndjson, text for .txt."""
+    if path.lower().endswith(JSONL_SUFFIXES):
+        return summaries_as_jsonl(results)
+    return summaries_as_text(results)
+
+
+def check_output_path(path: str) -> None:
+    """Refuse, before any work is done, an output whose kind is unknown or whose folder does not exist."""
+    if not path.lower().endswith(JSONL_SUFFIXES + TEXT_SUFFIXES):
+        raise UserError(f"{path}: the output must end in .txt (one summary per line) or .jsonl (one JSON object "
+                        "per line)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{path}: cannot write there, folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder; name the file to write")

@@ -1,0 +1,1 @@
+"""Functions and constants shared by several test folders."""

@@ -1,0 +1,100 @@
+"""The Summarizer and summarize(): truncation, chunking, batching and bad arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+import bigbird_pegasus
+from bigbird_pegasus import Summarizer
+from bigbird_pegasus.text.newlines import NewlineMode, model_input
+from bigbird_pegasus.text.sentences import paragraphs, split_sentences
+from helpers.cli import MAX_POSITIONS, SUMMARY_TOKENS
+from helpers.spm import long_document
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_checkpoint):
+    return Summarizer(tiny_checkpoint, device="cpu", batch_size=3)
+
+
+def all_sentences(text: str) -> list[str]:
+    return [sentence for paragraph in paragraphs(text) for sentence in split_sentences(paragraph)]
+
+
+def test_truncate_reports_the_tokens_cut(summarizer, tiny_tokenizer):
+    texts = [long_document(pages=3, seed=1), "A short note. It fits easily.", long_document(pages=1, seed=3)]
+    results = summarizer.summarize(texts, ids=["long", "short", "medium"])
+    assert [r.id for r in results] == ["long", "short", "medium"]
+    for text, result in zip(texts, results):
+        full = len(tiny_tokenizer(model_input(paragraphs(text), mode=NewlineMode.TOKEN))["input_ids"])
+        assert result.input_tokens == full
+        assert result.truncated == max(full - MAX_POSITIONS, 0)
+        assert result.chunks == 1 and result.seconds >= 0
+        assert len(tiny_tokenizer(result.summary, add_special_tokens=False)["input_ids"]) <= SUMMARY_TOKENS + 1
+    assert results[0].truncated > 2 * MAX_POSITIONS and results[1].truncated == 0
+
+
+def test_results_do_not_depend_on_order_or_batch_size(tiny_checkpoint, summarizer):
+    texts = [long_document(pages=2, seed=5), "Tiny text here.", long_document(pages=1, seed=6), "Two. Sentences."]
+    forward = summarizer(texts)
+    assert summarizer(texts[::-1]) == forward[::-1]
+    one_at_a_time = Summarizer(tiny_checkpoint, device="cpu", batch_size=1)
+    assert [one_at_a_time(text) for text in texts] == forward
+    assert len(set(forward)) == len(texts)
+
+
+def test_chunk_reads_everything_and_recurses_until_the_summaries_fit(tiny_checkpoint, tiny_tokenizer):
+    model = bigbird_pegasus.BigBirdPegasusForConditionalGeneration.from_pretrained(tiny_checkpoint)
+    inputs = []
+    generate = model.generate
+
+    def recording_generate(input_ids, **options):
+        inputs.extend(row[mask.bool()].tolist() for row, mask in zip(input_ids, options["attention_mask"]))
+        return generate(input_ids, **options)
+
+    model.generate = recording_generate
+    summarizer = Summarizer(model, tiny_tokenizer, long_input="chunk", batch_size=4, max_length=60)
+    document = long_document(pages=4, seed=7)
+    [result] = summarizer.summarize([document])
+
+    assert result.input_tokens > 4 * MAX_POSITIONS and result.truncated == 0
+    assert result.chunks > 5 and result.summary
+    assert max(len(ids) for ids in inputs) <= MAX_POSITIONS
+    # first level: the windows; then at least one level of joined partial summaries, then the final summary
+    assert len(inputs) > result.chunks + 1
+    sentences = all_sentences(document)
+    read = " ".join(tiny_tokenizer.decode(ids[:-1]) for ids in inputs)
+    assert sentences[0] in read and sentences[len(sentences) // 2] in read and sentences[-1] in read
+
+
+def test_a_document_that_fits_is_not_chunked(tiny_checkpoint, summarizer):
+    chunking = Summarizer(tiny_checkpoint, device="cpu", batch_size=3, long_input="chunk")
+    text = "A short note about rivers. It fits in one window."
+    [result] = chunking.summarize([text])
+    assert result.chunks == 1 and result.truncated == 0
+    assert result.summary == summarizer(text)
+
+
+def test_summarize_function_and_generation_options(tiny_checkpoint, summarizer):
+    texts = ["The council approved the budget. Critics said the figures were incomplete.", long_document(1)]
+    assert bigbird_pegasus.summarize(texts, model=tiny_checkpoint, device="cpu") == summarizer(texts)
+    assert bigbird_pegasus.summarize(texts[0], model=tiny_checkpoint, device="cpu") == summarizer(texts)[0]
+    short = bigbird_pegasus.summarize(texts, model=tiny_checkpoint, device="cpu", max_length=4)
+    assert all(len(s.split()) <= 3 for s in short) and short != summarizer(texts)
+
+
+def test_api_rejects_bad_arguments(tiny_checkpoint, summarizer):
+    with pytest.raises(ValueError, match="'empty' is empty"):
+        summarizer.summarize(["Some text.", " \n\t "], ids=["ok", "empty"])
+    with pytest.raises(ValueError, match="2 texts but 1 ids"):
+        summarizer.summarize(["One.", "Two."], ids=["only one"])
+    with pytest.raises(TypeError, match="num_beam"):
+        Summarizer(tiny_checkpoint, num_beam=4)
+    with pytest.raises(ValueError, match="chunk_overlap"):
+        Summarizer(tiny_checkpoint, chunk_overlap=MAX_POSITIONS)
+    with pytest.raises(ValueError, match="cross_attention_cache='keys': must be one of"):
+        Summarizer(tiny_checkpoint, cross_attention_cache="keys")
+    with pytest.raises(ValueError, match="unknown device 'nonsense'"):
+        Summarizer(tiny_checkpoint, device="nonsense")
