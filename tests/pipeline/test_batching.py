@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from bigbird_pegasus.pipeline.batching import length_grouped_batches, padded, run_in_batches
+from bigbird_pegasus.pipeline.batching import length_grouped_batches, padded_states, run_in_batches
 
 
 def test_length_grouped_batches_sort_longest_first_and_respect_the_size():
@@ -27,6 +28,8 @@ def test_run_in_batches_restores_input_order():
     assert seen == [[9, 9], [6, 4], [3, 2], [1]]
 
 
-def test_padded_right_pads_with_a_mask():
-    ids, mask = padded([[5, 6, 1], [7, 1]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 1], [7, 1, 0]] and mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+def test_padded_states_pad_with_zeros_and_a_mask():
+    rows = [torch.ones(3, 2), 2 * torch.ones(1, 2)]
+    states, mask = padded_states(rows)
+    assert states.tolist() == [[[1, 1], [1, 1], [1, 1]], [[2, 2], [0, 0], [0, 0]]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]

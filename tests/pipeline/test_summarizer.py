@@ -9,7 +9,7 @@ from bigbird_pegasus import Summarizer
 from bigbird_pegasus.text.newlines import NewlineMode, model_input
 from bigbird_pegasus.text.sentences import paragraphs, split_sentences
 from helpers.cli import MAX_POSITIONS, SUMMARY_TOKENS
-from helpers.spm import long_document
+from helpers.spm import english_paragraphs, long_document
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,25 +36,34 @@ def test_truncate_reports_the_tokens_cut(summarizer, tiny_tokenizer):
     assert results[0].truncated > 2 * MAX_POSITIONS and results[1].truncated == 0
 
 
-def test_results_do_not_depend_on_order_or_batch_size(tiny_checkpoint, summarizer):
-    texts = [long_document(pages=2, seed=5), "Tiny text here.", long_document(pages=1, seed=6), "Two. Sentences."]
-    forward = summarizer(texts)
-    assert summarizer(texts[::-1]) == forward[::-1]
-    one_at_a_time = Summarizer(tiny_checkpoint, device="cpu", batch_size=1)
-    assert [one_at_a_time(text) for text in texts] == forward
-    assert len(set(forward)) == len(texts)
+def test_results_do_not_depend_on_order_or_batch_size(tiny_checkpoint, tiny_tokenizer):
+    """Documents of mixed lengths (block-sparse ones of several lengths, and one short enough for full attention):
+    each summary is the same alone, in batches of 4 or 8, and in any order, because each document is encoded at
+    its own length (in a padded batch, BigBird's layout of a short document would follow the longest one)."""
+    paragraphs_ = english_paragraphs(12, seed=21)
+    texts = [long_document(pages=2, seed=5), paragraphs_[0], " ".join(paragraphs_[1:3]), "Tiny text here.",
+             long_document(pages=1, seed=6), " ".join(paragraphs_[3:7]), paragraphs_[7], "Two. Sentences."]
+    lengths = [len(ids) for ids in tiny_tokenizer(texts)["input_ids"]]
+    assert max(lengths) > MAX_POSITIONS and min(lengths) < 112 < sorted(lengths)[2] < 300  # sparse from 113
+    alone = [Summarizer(tiny_checkpoint, device="cpu", batch_size=1)(text) for text in texts]
+    for batch_size in (4, 8):
+        summarizer = Summarizer(tiny_checkpoint, device="cpu", batch_size=batch_size)
+        assert summarizer(texts) == alone
+        assert summarizer(texts[::-1]) == alone[::-1]
+    assert len(set(alone)) == len(texts)
 
 
 def test_chunk_reads_everything_and_recurses_until_the_summaries_fit(tiny_checkpoint, tiny_tokenizer):
     model = bigbird_pegasus.BigBirdPegasusForConditionalGeneration.from_pretrained(tiny_checkpoint)
     inputs = []
-    generate = model.generate
+    encoder = model.get_encoder()
+    encode = encoder.forward
 
-    def recording_generate(input_ids, **options):
-        inputs.extend(row[mask.bool()].tolist() for row, mask in zip(input_ids, options["attention_mask"]))
-        return generate(input_ids, **options)
+    def recording_encode(input_ids, **options):
+        inputs.extend(input_ids.tolist())
+        return encode(input_ids, **options)
 
-    model.generate = recording_generate
+    encoder.forward = recording_encode
     summarizer = Summarizer(model, tiny_tokenizer, long_input="chunk", batch_size=4, max_length=60)
     document = long_document(pages=4, seed=7)
     [result] = summarizer.summarize([document])

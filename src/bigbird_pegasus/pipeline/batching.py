@@ -1,4 +1,4 @@
-"""Batches of model inputs grouped by length, so that little of each batch is padding."""
+"""Batches of model inputs grouped by length, so that little of each batch is padding, and their padding."""
 
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ def run_in_batches(rows: Sequence[Sequence[int]], batch_size: int,
     return results
 
 
-def padded(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`input_ids` (b, n) right-padded with `pad_id` to the longest row, and `attention_mask` (b, n)."""
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)                   # (b, n)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)                        # (b, n)
+def padded_states(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-document encoder states (n_i, d) -> (b, n_max, d), zero after each document's end, and the mask
+    (b, n_max), 1 for real positions (always given, so that every batch takes the same masked attention path)."""
+    width = max(row.shape[0] for row in rows)
+    states = rows[0].new_zeros(len(rows), width, rows[0].shape[1])                  # (b, n_max, d)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=rows[0].device)   # (b, n_max)
     for index, row in enumerate(rows):
-        ids[index, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[index, :len(row)] = 1
-    return ids.to(device), mask.to(device)
+        states[index, :row.shape[0]] = row
+        mask[index, :row.shape[0]] = 1
+    return states, mask

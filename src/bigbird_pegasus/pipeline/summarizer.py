@@ -28,7 +28,7 @@ from ..modeling.cache import CrossAttentionCache
 from ..text.newlines import NewlineMode, clean_summary, model_input
 from ..text.sentences import paragraphs
 from ..text.tokenizer import PegasusTokenizer
-from .batching import padded, run_in_batches
+from .batching import padded_states, run_in_batches
 from .chunking import Chunker
 from .loading import DEFAULT_MODEL, check_vocabulary, load_model, load_tokenizer
 
@@ -194,9 +194,9 @@ class Summarizer:
 
         def run_batch(indices: list[int]) -> list[str]:
             started = time.perf_counter()
-            ids, mask = padded([jobs[i].ids for i in indices], self.tokenizer.pad_token_id, self.model.device)
             with torch.inference_mode():
-                output = self.model.generate(ids, attention_mask=mask, **self.generation_options)
+                states, mask = self._encode_each([jobs[i].ids for i in indices])
+                output = self.model.generate(encoder_outputs=states, attention_mask=mask, **self.generation_options)
             texts = [clean_summary(text, mode=self.newlines)
                      for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
             share = (time.perf_counter() - started) / len(indices)
@@ -212,6 +212,15 @@ class Summarizer:
             return texts
 
         return run_in_batches([job.ids for job in jobs], self.batch_size, run_batch)
+
+    def _encode_each(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each document encoded alone, at its own length (the encoder pads it to a multiple of the block size
+        only), so that its block-sparse layout, and so its summary, does not depend on the other documents of its
+        batch (padding a document moves its last global block); the decoding is then batched, where masked
+        cross-attention is exact. rows: token ids -> encoder states (b, n_max, d_model) and their mask (b, n_max)."""
+        encoder = self.model.get_encoder()
+        states = [encoder(torch.tensor([row], device=self.model.device)).last_hidden_state[0] for row in rows]
+        return padded_states(states)
 
     def _input(self, paragraph_list: list[str]) -> str:
         return model_input(paragraph_list, mode=self.newlines)
