@@ -17,10 +17,11 @@ from common import ensure_checkpoint
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--length", type=int, default=4096)
+    parser.add_argument("--length", type=int, help="input tokens (default: 4096, or 640 with --tiny)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--tiny", action="store_true")
     args = parser.parse_args()
+    args.length = args.length or (640 if args.tiny else 4096)
 
     import torch
 
@@ -28,7 +29,8 @@ def main() -> None:
     from bigbird_pegasus import quantize_int8
 
     folder = ensure_checkpoint(tiny=args.tiny)
-    ids = torch.randint(3, 1000 if args.tiny else 96103, (1, args.length), generator=torch.Generator().manual_seed(0))
+    vocab_size = bigbird_pegasus.BigBirdPegasusConfig.from_pretrained(folder).vocab_size
+    ids = torch.randint(3, vocab_size, (1, args.length), generator=torch.Generator().manual_seed(0))
     ids[0, -1] = 1
     variants = {"fp32": lambda m: m, "bf16": lambda m: m.to(torch.bfloat16), "int8 dynamic": quantize_int8}
     results = {}

@@ -27,9 +27,10 @@ GROUPS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--length", type=int, default=4096)
+    parser.add_argument("--length", type=int, help="input tokens (default: 4096, or 640 with --tiny)")
     parser.add_argument("--tiny", action="store_true")
     args = parser.parse_args()
+    args.length = args.length or (640 if args.tiny else 4096)
 
     import torch
     from torch.profiler import ProfilerActivity, profile
