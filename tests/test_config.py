@@ -99,3 +99,58 @@ def test_presets_by_name():
     assert tiny.d_model == 64 and tiny.encoder_layers == 1 and tiny.vocab_size == 500
     with pytest.raises(ValueError, match="no preset named 'huge'; choose one of large, tiny"):
         BigBirdPegasusConfig.from_name("huge")
+
+
+def test_num_labels_set_after_construction_is_kept():
+    """It used to be stored as an unknown key: a classifier built from the config kept 2 labels."""
+    import bigbird_pegasus
+
+    ours, theirs = BigBirdPegasusConfig.from_name("tiny"), transformers.BigBirdPegasusConfig()
+    for config in (ours, theirs):
+        config.num_labels = 5
+    assert ours.num_labels == 5 and ours.id2label == theirs.id2label and ours.label2id == theirs.label2id
+    assert "num_labels" not in ours.extra
+    classifier = bigbird_pegasus.BigBirdPegasusForSequenceClassification(ours)
+    assert classifier.classification_head.out_proj.out_features == 5
+    ours.num_labels = 5  # the same count keeps the names
+    ours.id2label = {0: "a", 1: "b", 2: "c", 3: "d", 4: "e"}
+    ours.num_labels = 5
+    assert ours.id2label[4] == "e"
+
+
+def test_json_file_dict_and_update_as_the_reference(tmp_path):
+    ours = BigBirdPegasusConfig(d_model=48, encoder_attention_heads=6, custom_key="kept")
+    ours.to_json_file(tmp_path / "ours.json")
+    assert BigBirdPegasusConfig.from_json_file(tmp_path / "ours.json") == ours
+    assert transformers.BigBirdPegasusConfig.from_json_file(tmp_path / "ours.json").d_model == 48
+
+    values = ours.to_dict()
+    mine, my_unused = BigBirdPegasusConfig.from_dict(values, return_unused_kwargs=True, num_labels=4, dropout=0.2,
+                                                     not_a_field=1)
+    theirs, their_unused = transformers.BigBirdPegasusConfig.from_dict(values, return_unused_kwargs=True,
+                                                                       num_labels=4, dropout=0.2, not_a_field=1)
+    assert my_unused == their_unused == {"not_a_field": 1}
+    assert (mine.num_labels, mine.dropout) == (theirs.num_labels, theirs.dropout) == (4, 0.2)
+    assert BigBirdPegasusConfig.from_dict(values, dropout=0.3).dropout == 0.3
+
+    for config in (mine, theirs):
+        config.update({"dropout": 0.25, "hidden_size": 96, "extra_key": [1, 2]})
+    assert mine.dropout == theirs.dropout == 0.25 and mine.d_model == theirs.d_model == 96
+    assert mine.extra_key == theirs.extra_key == [1, 2] and mine.to_dict()["extra_key"] == [1, 2]
+    with pytest.raises(ValueError, match="dropout"):
+        mine.update({"dropout": 2.0})
+
+
+def test_run_time_switches_are_written_only_when_set(tmp_path):
+    for library in (BigBirdPegasusConfig, transformers.BigBirdPegasusConfig):
+        library().save_pretrained(tmp_path / "default")
+        on_disk = json.loads((tmp_path / "default" / "config.json").read_text())
+        assert "output_attentions" not in on_disk and "return_dict" not in on_disk
+        library(output_attentions=True, return_dict=False).save_pretrained(tmp_path / "set")
+        on_disk = json.loads((tmp_path / "set" / "config.json").read_text())
+        assert on_disk["output_attentions"] is True and on_disk["return_dict"] is False
+    assert BigBirdPegasusConfig.from_pretrained(tmp_path / "set").return_dict is False
+    config = BigBirdPegasusConfig(dropout=0.2, custom_key=1)
+    assert config.to_diff_dict() == {"custom_key": 1, "dropout": 0.2, "model_type": "bigbird_pegasus"}
+    assert {"d_model", "dropout", "custom_key"} <= set(config) and "extra" not in set(config)
+    assert config.get_text_config() is config and config.model_type == BigBirdPegasusConfig.model_type

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .checkpoint.atomic import write_file_atomically
 from .checkpoint.hub import resolve_file
@@ -29,8 +29,10 @@ ALIASES = {
     "num_hidden_layers": "encoder_layers",
 }
 
-# Fields of ours that the reference does not know: written to config.json only when set.
-EXTENSION_DEFAULTS = {"random_attention": "reference"}
+# Fields written to config.json only when they differ from these defaults: ours that the reference does not know,
+# and the reference's run-time switches (what a forward returns), which it writes only when set.
+UNWRITTEN_DEFAULTS = {"random_attention": "reference", "output_attentions": False, "output_hidden_states": False,
+                      "return_dict": True}
 
 # Named architectures for `BigBirdPegasusConfig.from_name`: the fields that differ from the defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -90,6 +92,9 @@ class BigBirdPegasusConfig:
     tie_word_embeddings: bool = True
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     problem_type: str | None = None
+    output_attentions: bool = False
+    output_hidden_states: bool = False
+    return_dict: bool = True
     random_attention: str = "reference"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -130,12 +135,24 @@ class BigBirdPegasusConfig:
             return extra[name]
         raise AttributeError(f"{type(self).__name__} has no field {name!r}")
 
+    def __iter__(self):
+        """The names of the fields and of the extra keys (the reference iterates a config's attribute names)."""
+        yield from (f.name for f in dataclasses.fields(self) if f.name != "extra")
+        yield from self.extra
+
     def __setattr__(self, name: str, value: Any) -> None:
         name = ALIASES.get(name, name)
-        if name in {f.name for f in dataclasses.fields(self)} or name.startswith("_"):
-            object.__setattr__(self, name, value)
+        is_property = isinstance(getattr(type(self), name, None), property)
+        if is_property or name in {f.name for f in dataclasses.fields(self)} or name.startswith("_"):
+            object.__setattr__(self, name, value)  # a property's setter runs (num_labels)
         else:
             self.extra[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        if name in self.__dict__.get("extra", {}):
+            del self.extra[name]
+        else:
+            object.__delattr__(self, name)
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> BigBirdPegasusConfig:
@@ -145,6 +162,13 @@ class BigBirdPegasusConfig:
         return cls(**{**PRESETS[name], **overrides})
 
     # -- derived values ---------------------------------------------------------------------------------
+
+    model_type = MODEL_TYPE  # a class attribute, as the reference's (config.json's "model_type")
+    sub_configs: ClassVar[dict[str, type]] = {}  # no nested configs (the reference's class attribute)
+
+    def get_text_config(self, *_: Any, **__: Any) -> BigBirdPegasusConfig:
+        """The config of the text model: this one (the reference's API for composite models)."""
+        return self
 
     @property
     def num_labels(self) -> int:
@@ -198,7 +222,7 @@ class BigBirdPegasusConfig:
             if f.name in ("extra", "id2label"):
                 continue
             value = getattr(self, f.name)
-            if f.name in EXTENSION_DEFAULTS and value == EXTENSION_DEFAULTS[f.name]:
+            if f.name in UNWRITTEN_DEFAULTS and value == UNWRITTEN_DEFAULTS[f.name]:
                 continue
             out[f.name] = value
         out["id2label"] = {str(i): label for i, label in self.id2label.items()}
@@ -208,30 +232,68 @@ class BigBirdPegasusConfig:
         return dict(sorted(out.items()))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> BigBirdPegasusConfig:
+    def from_dict(cls, values: dict[str, Any], *, return_unused_kwargs: bool = False,
+                  **overrides: Any) -> BigBirdPegasusConfig | tuple[BigBirdPegasusConfig, dict[str, Any]]:
+        """A config from config.json's content; `overrides` that name a field (or a key of `values`) replace it,
+        as in the reference; the others are returned too when `return_unused_kwargs`, else ignored."""
         model_type = values.get("model_type", MODEL_TYPE)
         if model_type != MODEL_TYPE:
             raise ValueError(f"config has model_type {model_type!r}, expected {MODEL_TYPE!r}: "
                              "this is not a BigBirdPegasus checkpoint")
-        return cls(**values)
+        config = cls(**values)
+        unused = config.apply_overrides(overrides)
+        return (config, unused) if return_unused_kwargs else config
+
+    def apply_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Set the `overrides` that this config has (a field, an alias, num_labels, a key it read); return the
+        others. Validated once all are set."""
+        unused = {}
+        for name, value in overrides.items():
+            if hasattr(self, name):
+                setattr(self, name, value)
+            else:
+                unused[name] = value
+        self.validate()
+        return unused
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Set every key of `values` (unknown ones are kept as extra keys), as the reference's `update`."""
+        for name, value in values.items():
+            setattr(self, name, value)
+        self.validate()
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """The config.json entries that differ from a default config's (and model_type), as the reference."""
+        defaults = type(self)().to_dict()
+        return {k: v for k, v in self.to_dict().items() if k == "model_type" or defaults.get(k, object()) != v}
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        """Write config.json's content to `path` (atomically)."""
+        write_file_atomically(os.fspath(path), self.to_json_string())
+
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         os.makedirs(folder, exist_ok=True)
-        write_file_atomically(os.path.join(folder, CONFIG_NAME), self.to_json_string())
+        self.to_json_file(os.path.join(folder, CONFIG_NAME))
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> BigBirdPegasusConfig:
         return cls.from_dict(read_json_object(path))
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_options: Any) -> BigBirdPegasusConfig:
-        """Read config.json from a folder, a config file, or a hub id."""
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, subfolder: str = "", revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
+                        token: str | bool | None = None, return_unused_kwargs: bool = False, **overrides: Any):
+        """Read config.json from a folder (or its `subfolder`), a config file, or a hub id; `overrides` as in
+        `from_dict`."""
         if os.path.isfile(name_or_path):
-            return cls.from_json_file(name_or_path)
-        return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub_options))
+            path = name_or_path
+        else:
+            path = resolve_file(name_or_path, CONFIG_NAME, subfolder=subfolder, revision=revision,
+                                cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        return cls.from_dict(read_json_object(path), return_unused_kwargs=return_unused_kwargs, **overrides)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"

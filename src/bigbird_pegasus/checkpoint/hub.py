@@ -37,18 +37,23 @@ def resolve_file(
     name_or_path: str | os.PathLike,
     filename: str,
     *,
+    subfolder: str = "",
     required: bool = True,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool | None = None,
+    token: str | bool | None = None,
 ) -> str | None:
-    """Path of `filename` in a local folder or a hub repository (downloaded into the shared cache).
+    """Path of `filename` in a local folder or a hub repository (downloaded into the shared cache), in its
+    `subfolder` when given; `token` authenticates hub downloads (default: the logged-in user's).
 
     Returns None when the file does not exist and `required` is False; otherwise raises an OSError
     that names the folder or repository and the file.
     """
     if is_local(name_or_path):
         folder = os.path.expanduser(str(name_or_path))
+        if subfolder:
+            folder = os.path.join(folder, subfolder)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"no such checkpoint folder: {folder}")
         path = os.path.join(folder, filename)
@@ -57,10 +62,12 @@ def resolve_file(
         if required:
             raise FileNotFoundError(f"{folder} has no {filename}")
         return None
-    return _download(str(name_or_path), filename, required, revision, cache_dir, local_files_only)
+    if subfolder:
+        filename = f"{subfolder.strip('/')}/{filename}"
+    return _download(str(name_or_path), filename, required, revision, cache_dir, local_files_only, token)
 
 
-def _download(repo_id, filename, required, revision, cache_dir, local_files_only) -> str | None:
+def _download(repo_id, filename, required, revision, cache_dir, local_files_only, token) -> str | None:
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
@@ -70,9 +77,9 @@ def _download(repo_id, filename, required, revision, cache_dir, local_files_only
     offline = is_offline(local_files_only)
     try:
         return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                               local_files_only=offline)
+                               local_files_only=offline, token=token)
     except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
-        if not required and _cached_repo_exists(repo_id, revision, cache_dir):
+        if not required and _cached_repo_exists(repo_id, revision, cache_dir, folder=os.path.dirname(filename)):
             return None
         if os.environ.get("HF_HUB_OFFLINE", "0").upper() in OFFLINE_VALUES:
             reason, access = "HF_HUB_OFFLINE is set", "with network access (unset HF_HUB_OFFLINE)"
@@ -96,9 +103,10 @@ def _download(repo_id, filename, required, revision, cache_dir, local_files_only
         raise OSError(f"{repo_id!r} is neither a local folder nor a valid hub repository id") from None
 
 
-def _cached_repo_exists(repo_id: str, revision: str | None, cache_dir) -> bool:
-    """Whether the cache holds this revision of the repository (its config.json)."""
+def _cached_repo_exists(repo_id: str, revision: str | None, cache_dir, *, folder: str) -> bool:
+    """Whether the cache holds this revision of the repository (the config.json of `folder` in it)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
+    config_path = f"{folder}/config.json" if folder else "config.json"
+    found = try_to_load_from_cache(repo_id, config_path, cache_dir=cache_dir, revision=revision)
     return isinstance(found, str)
