@@ -99,14 +99,27 @@ def test_no_prompt_starts_from_bos(models):
     assert torch.equal(ours.generate(max_new_tokens=8), reference.generate(max_new_tokens=8))
 
 
+@pytest.mark.parametrize("options", [dict(max_new_tokens=12), dict(max_new_tokens=12, num_beams=3),
+                                     dict(max_new_tokens=12, num_beams=3, num_return_sequences=2,
+                                          no_repeat_ngram_size=2)], ids=repr)
+def test_left_padded_prompts_generate_the_reference_tokens(models, options):
+    """Prompts of different lengths, left-padded with their attention_mask 0 on the padding, as the reference."""
+    reference, ours, prompts = models
+    padded, mask = prompts.clone(), torch.ones_like(prompts)
+    padded[0, :2], mask[0, :2] = 0, 0
+    padded[2, :4], mask[2, :4] = 0, 0
+    expected = reference.generate(padded, attention_mask=mask, **options)
+    actual = ours.generate(padded, attention_mask=mask, **options)
+    assert torch.equal(actual, expected), (expected, actual)
+
+
 @pytest.mark.parametrize("call, named", [
-    (lambda m, p: m.generate(p, attention_mask=torch.ones_like(p).index_fill(1, torch.tensor([0]), 0)),
-     "attention_mask"),
+    (lambda m, p: m.generate(p, attention_mask=torch.ones_like(p)[:, 1:]), "attention_mask"),
     (lambda m, p: m.generate(p[0]), "input_ids"),
     (lambda m, p: m.generate(p, num_beams=0), "num_beams"),
     (lambda m, p: m.generate(p, max_new_tokens=-1), "max_new_tokens"),
     (lambda m, p: m.generate(p, num_beams=2, num_return_sequences=3), "num_return_sequences"),
-], ids=["padded prompt", "1-D prompt", "num_beams=0", "negative max_new_tokens", "more sequences than beams"])
+], ids=["mask of another shape", "1-D prompt", "num_beams=0", "negative max_new_tokens", "more sequences than beams"])
 def test_invalid_arguments_raise_naming_them(models, call, named):
     _, ours, prompts = models
     with pytest.raises(ValueError, match=named):

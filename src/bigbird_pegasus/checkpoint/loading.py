@@ -32,40 +32,61 @@ logger = logging.getLogger("bigbird_pegasus")
 OPTIONAL_KEYS = ("final_logits_bias",)
 
 
-def load_pretrained(cls, name_or_path: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
-                    device: str | torch.device | None = None, revision: str | None = None,
-                    cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
-                    strict: bool = True, torch_dtype: torch.dtype | str | None = None):
-    """A `cls` model, in eval mode, from a folder or hub id saved by this library or by `transformers`.
+def load_pretrained(cls, name_or_path: str | os.PathLike | None, *, config: BigBirdPegasusConfig | None = None,
+                    state_dict: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | str | None = None,
+                    torch_dtype: torch.dtype | str | None = None, device: str | torch.device | None = None,
+                    subfolder: str = "", revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                    local_files_only: bool | None = None, token: str | bool | None = None, strict: bool = True,
+                    ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
+                    config_overrides: dict[str, Any] | None = None):
+    """A `cls` model, in eval mode, from a folder or hub id saved by this library or by `transformers` (or from
+    `config` and `state_dict`); with `output_loading_info`, also what did not load, as the reference reports it.
 
-    dtype: torch.float32 / bfloat16 / float16 or their names; None or "auto" keep the dtype of the file;
-    `torch_dtype` is its older `transformers` name (both at once must agree).
-    device: where the model goes after loading. revision, cache_dir, local_files_only: as in
-    `huggingface_hub` (HF_HUB_OFFLINE=1 also keeps it to the local cache). strict=False loads a checkpoint
-    with missing or unexpected keys, with a warning; missing weights get the model's initialisation.
+    config: used instead of the checkpoint's config.json (a copy); config_overrides: fields to change in it
+    (`num_labels=5`, ...); a name that is no field raises a TypeError. state_dict: used instead of the checkpoint's
+    weights. dtype: torch.float32 / bfloat16 / float16 or their names; None or "auto" keep the dtype of the
+    weights; `torch_dtype` is its older `transformers` name (both at once must agree). device: where the model
+    goes after loading. subfolder, revision, cache_dir, local_files_only, token: as in `huggingface_hub`
+    (HF_HUB_OFFLINE=1 also keeps it to the local cache).
+
+    Keys: a task head's weights that the checkpoint lacks (a classifier over a summarization checkpoint) are
+    initialised, and those it has for another head ignored, with a warning, as the reference. Missing or
+    unexpected weights of the shared model raise, unless strict=False (then: a warning, and missing ones are
+    initialised). A weight of the wrong shape raises, unless ignore_mismatched_sizes=True (then it is
+    initialised, and listed in "mismatched_keys").
     """
-    hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+               token=token)
     requested_dtype = _requested_dtype(dtype)
     if torch_dtype is not None:
         if dtype is not None and requested_dtype != _requested_dtype(torch_dtype):
             raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree: pass only dtype")
         requested_dtype = _requested_dtype(torch_dtype)
-    config = BigBirdPegasusConfig.from_pretrained(name_or_path, **hub)
-    state = read_weights(find_weight_files(name_or_path, **hub))
+    if name_or_path is None and (config is None or state_dict is None):
+        raise ValueError("pass a checkpoint folder or hub id, or both config= and state_dict=")
+    config = copy.deepcopy(config) if config is not None else BigBirdPegasusConfig.from_pretrained(name_or_path, **hub)
+    unused = config.apply_overrides(config_overrides or {})
+    if unused:
+        raise TypeError(f"from_pretrained() got unexpected keyword arguments {sorted(unused)}: they are neither "
+                        "loading options nor fields of BigBirdPegasusConfig")
+    state = dict(state_dict) if state_dict is not None else read_weights(find_weight_files(name_or_path, **hub))
     with torch.device("meta"), _SkipRandomInitOnMeta():
         model = cls(config)
     state = _in_model_layout(state, model)
-    source = describe(name_or_path, local_files_only)
-    missing = _check_keys(state, model=model, strict=strict, source=source)
+    source = "the state_dict passed" if state_dict is not None else describe(name_or_path, local_files_only)
+    info = _check_keys(state, model=model, strict=strict, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                       source=source)
+    uninitialised = [name for name in model.state_dict() if name not in state]
     load_dtype = requested_dtype or _stored_dtype(state)
     model.load_state_dict(_cast(state, dtype=load_dtype), strict=False, assign=True)
     del state  # the uncast tensors: a cast copy must not sit beside them any longer than needed
-    _initialise_missing(model, names=missing, dtype=load_dtype)
+    _initialise_missing(model, names=uninitialised, dtype=load_dtype)
     model.tie_weights()
     _check_materialised(model, source=source)
     if device is not None:
         model.to(device)
-    return model.eval()
+    model.eval()
+    return (model, info) if output_loading_info else model
 
 
 class _SkipRandomInitOnMeta(TorchFunctionMode):
@@ -197,31 +218,41 @@ def _in_model_layout(state: dict[str, torch.Tensor], model: nn.Module) -> dict[s
     return state
 
 
-def _check_keys(state: dict[str, torch.Tensor], *, model: nn.Module, strict: bool, source: str) -> list[str]:
-    """Raise on wrong shapes, and on missing or unexpected keys when `strict` (else warn and drop the
-    unexpected ones from `state`). Returns the model's names that the file does not fill."""
+def _check_keys(state: dict[str, torch.Tensor], *, model: nn.Module, strict: bool, ignore_mismatched_sizes: bool,
+                source: str) -> dict[str, Any]:
+    """Compare the file's keys and shapes with the model's; drop from `state` what will not be loaded (unexpected
+    keys, wrong shapes when ignored). Raises as `load_pretrained` says. Returns the reference's loading info:
+    missing_keys and unexpected_keys (sets of names), mismatched_keys (a set of (name, checkpoint shape, model
+    shape)), error_msgs (a list)."""
     expected = model.state_dict()
-    wrong_shapes = [f"{name}: checkpoint {tuple(state[name].shape)}, model {tuple(tensor.shape)}"
-                    for name, tensor in expected.items() if name in state and state[name].shape != tensor.shape]
-    if wrong_shapes:
-        raise ValueError(f"{source} holds tensors of the wrong shape for {type(model).__name__} "
-                         f"(is config.json the one the weights were saved with?):\n  " + "\n  ".join(wrong_shapes))
+    mismatched = {(name, tuple(state[name].shape), tuple(tensor.shape)) for name, tensor in expected.items()
+                  if name in state and state[name].shape != tensor.shape}
+    if mismatched and not ignore_mismatched_sizes:
+        shapes = [f"{name}: checkpoint {checkpoint}, model {shape}" for name, checkpoint, shape in sorted(mismatched)]
+        raise ValueError(f"{source} holds tensors of the wrong shape for {type(model).__name__} (is config.json the "
+                         f"one the weights were saved with? To initialise them anew instead, e.g. a classifier's "
+                         f"head for another number of labels, pass ignore_mismatched_sizes=True):\n  "
+                         + "\n  ".join(shapes))
     missing = [name for name in expected if name not in state and name not in OPTIONAL_KEYS]
     unexpected = [name for name in state if name not in expected]
+    # The keys of the model every class shares: all of them for the bare model, else those under its prefix
+    bare = not any(name.startswith(BASE_MODEL_PREFIX) for name in expected)
+    shared = [name for name in missing + unexpected if bare or name.startswith(BASE_MODEL_PREFIX)]
     if missing or unexpected:
         message = f"{source} does not match {type(model).__name__}:"
         if missing:
             message += f"\n  missing keys ({len(missing)}): {listing(missing)}"
         if unexpected:
             message += f"\n  unexpected keys ({len(unexpected)}): {listing(unexpected)}"
-        if strict:
+        if shared and strict:
             raise ValueError(message + "\nPass strict=False to load it anyway (missing weights are then "
                              "initialised, unexpected ones ignored).")
-        logger.warning(message + "\nLoading anyway (strict=False): missing weights are initialised, "
-                       "unexpected ones ignored.")
-        for name in unexpected:
-            del state[name]
-    return [name for name in expected if name not in state]
+        logger.warning(message + "\nLoading anyway: missing weights are initialised, unexpected ones ignored"
+                       + (" (strict=False)." if shared else " (a task head this checkpoint was not saved with)."))
+    for name in [*unexpected, *(name for name, _, _ in mismatched)]:
+        del state[name]
+    return {"missing_keys": set(missing), "unexpected_keys": set(unexpected), "mismatched_keys": mismatched,
+            "error_msgs": []}
 
 
 def _initialise_missing(model: nn.Module, *, names: list[str], dtype: torch.dtype) -> None:

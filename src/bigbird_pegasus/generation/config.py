@@ -48,7 +48,11 @@ class GenerationConfig:
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
     use_cache: bool = True
+    remove_invalid_values: bool = False
     output_scores: bool = False
+    output_logits: bool = False
+    output_attentions: bool = False
+    output_hidden_states: bool = False
     return_dict_in_generate: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

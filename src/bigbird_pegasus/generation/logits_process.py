@@ -28,7 +28,7 @@ class LogitsProcessorList(list):
 def build_logits_processors(config: GenerationConfig, *, eos_ids: torch.Tensor | None, min_length: int,
                             max_length: int, device: torch.device) -> LogitsProcessorList:
     """The processors `config` asks for, in the reference's order: repetition penalty, no-repeat n-grams, bad
-    words, minimum length, forced BOS/EOS; then, when sampling, temperature, top-k and top-p.
+    words, minimum length, forced BOS/EOS, NaN/infinity removal; then, when sampling, temperature, top-k and top-p.
 
     eos_ids: (n_eos,) or None. min_length/max_length: total decoder lengths (prompt included), already resolved
     from `min_new_tokens`/`max_new_tokens`.
@@ -47,6 +47,8 @@ def build_logits_processors(config: GenerationConfig, *, eos_ids: torch.Tensor |
     if config.forced_eos_token_id is not None:
         forced_eos = torch.tensor(config.forced_eos_token_id, device=device).reshape(-1)      # (n,)
         processors.append(ForcedEOS(max_length, token_ids=forced_eos))
+    if config.remove_invalid_values:
+        processors.append(RemoveInvalidValues())
     if config.do_sample:
         # Beam sampling keeps one token more than there are EOS ids, so that a beam can always continue.
         keep = 1 if config.num_beams == 1 else (1 if eos_ids is None else len(eos_ids)) + 1
@@ -159,6 +161,14 @@ class ForcedEOS:
         forced = torch.full_like(scores, NEG_INF)
         forced[:, self.token_ids] = 0
         return forced
+
+
+class RemoveInvalidValues:
+    """NaN scores become 0 and infinite ones the dtype's extremes (the reference's `remove_invalid_values`)."""
+
+    def __call__(self, tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        finfo = torch.finfo(scores.dtype)
+        return torch.nan_to_num(scores, nan=0.0, posinf=finfo.max, neginf=finfo.min)
 
 
 class Temperature:

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from ..modeling.cache import CrossAttentionCache
-from ..modeling.model import encoder_states_of
+from ..modeling.cache import CrossAttentionCache, DecoderCache
+from ..modeling.model import as_encoder_output
+from ..modeling.outputs import EncoderOutput
 from .beam_search import beam_search
 from .config import GenerationConfig
 from .decoding import CachedDecoder, DecodingPlan
@@ -23,25 +24,45 @@ from .greedy import greedy_or_sample
 from .logits_process import build_logits_processors
 from .outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
                       GenerateEncoderDecoderOutput)
+from .recording import RecordingDecoder
 from .settings import (decoder_prompt, resolve_cross_attention_cache, resolve_generation_config, resolve_lengths,
                        special_tokens, start_token, validate_generation_config)
+from .transition_scores import transition_scores
 
-HUB_OPTIONS = ("revision", "cache_dir", "local_files_only")
+HUB_OPTIONS = ("subfolder", "revision", "cache_dir", "local_files_only", "token")
 
 
-class GenerationConfigLoading:
-    """`from_pretrained` that also reads the checkpoint's generation_config.json (or derives the defaults from
-    config.json), for the classes that generate."""
+class GenerationCommon:
+    """What both generating classes share: `from_pretrained` that also reads the checkpoint's
+    generation_config.json (or derives the defaults from config.json), `can_generate` and
+    `compute_transition_scores`."""
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **options: Any):
-        model = super().from_pretrained(name_or_path, **options)
-        hub = {name: options.get(name) for name in HUB_OPTIONS}
-        model.generation_config = GenerationConfig.from_pretrained(name_or_path, model_config=model.config, **hub)
-        return model
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **options: Any):
+        loaded = super().from_pretrained(pretrained_model_name_or_path, **options)
+        model = loaded[0] if options.get("output_loading_info") else loaded
+        if pretrained_model_name_or_path is None:  # from config= and state_dict=
+            model.generation_config = GenerationConfig.from_model_config(model.config)
+        else:
+            hub = {name: options[name] for name in HUB_OPTIONS if options.get(name) is not None}
+            model.generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path,
+                                                                       model_config=model.config, **hub)
+        return loaded
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        return True
+
+    def compute_transition_scores(self, sequences: torch.Tensor, scores: tuple[torch.Tensor, ...],
+                                  beam_indices: torch.Tensor | None = None,
+                                  normalize_logits: bool = False) -> torch.Tensor:
+        """The score of each generated token (rows, steps) from the `sequences`, `scores` (or `logits`, with
+        normalize_logits=True) and, for beam search, `beam_indices` of a `generate` output; 0 past a sequence's
+        end. For beam search, their sum divided by length ** length_penalty is `sequences_scores`."""
+        return transition_scores(sequences, scores, beam_indices, normalize_logits=normalize_logits)
 
 
-class GenerationMixin(GenerationConfigLoading):
+class GenerationMixin(GenerationCommon):
     """`generate` for encoder-decoder models. The host class provides `config`, `generation_config`,
     `get_encoder()`, `get_decoder()` and `project_to_vocab(hidden (..., d_model)) -> logits (..., vocab)`."""
 
@@ -65,8 +86,9 @@ class GenerationMixin(GenerationConfigLoading):
         `CrossAttentionCache`. The tokens are the same up to float rounding.
 
         Returns sequences (docs * num_return_sequences, length), the decoder start token first and finished rows
-        padded; or, with `return_dict_in_generate=True`, an output holding them (and the scores when
-        `output_scores=True`).
+        padded; or, with `return_dict_in_generate=True`, an output holding them, and what `output_scores`,
+        `output_logits`, `output_attentions` and `output_hidden_states` ask for (see `generation.outputs`;
+        attentions and hidden states come from the exact path, only when asked for).
         """
         if "inputs" in kwargs:  # the reference's name for the first argument
             input_ids = kwargs.pop("inputs")
@@ -74,34 +96,50 @@ class GenerationMixin(GenerationConfigLoading):
                                                               kwargs=kwargs)
         validate_generation_config(config)
         cross_attention_cache = resolve_cross_attention_cache(cross_attention_cache, decoder=self.get_decoder())
-        encoder_states, encoder_mask = self._encode_once(input_ids, attention_mask=attention_mask,
-                                                         encoder_outputs=encoder_outputs)
-        prompt = decoder_prompt(decoder_input_ids, start_id=start_token(config), docs=encoder_states.shape[0],
-                                device=encoder_states.device)
+        encoded = self._encode_once(input_ids, attention_mask=attention_mask, encoder_outputs=encoder_outputs,
+                                    config=config)
+        states = encoded.last_hidden_state
+        prompt = decoder_prompt(decoder_input_ids, start_id=start_token(config), docs=states.shape[0],
+                                device=states.device)
         return continue_prompts(self, config=config, length_is_default=length_is_default, prompt=prompt,
-                                generator=generator, seed=seed, encoder_states=encoder_states,
-                                encoder_mask=encoder_mask,
+                                generator=generator, seed=seed, encoded=encoded, encoder_mask=attention_mask,
                                 output_classes=(GenerateEncoderDecoderOutput, GenerateBeamEncoderDecoderOutput),
                                 cross_attention_cache=cross_attention_cache)
 
     def _encode_once(self, input_ids: torch.Tensor | None, *, attention_mask: torch.Tensor | None,
-                     encoder_outputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Encoder states (docs, n, d_model) and the mask (docs, n) cross-attention uses, or None."""
+                     encoder_outputs: Any, config: GenerationConfig) -> EncoderOutput:
+        """The encoder's output for input_ids (docs, n) (last_hidden_state (docs, n, d_model), and the attentions
+        and hidden states `config` asks for), or `encoder_outputs` when given; the attention_mask must fit it."""
         if encoder_outputs is not None:
-            states = encoder_states_of(encoder_outputs)
+            encoded = as_encoder_output(encoder_outputs)
         elif input_ids is None:
             raise ValueError("input_ids: pass the document tokens (docs, n), or encoder_outputs")
         elif input_ids.dim() != 2:
             raise ValueError(f"input_ids must be 2-D (docs, n), got shape {tuple(input_ids.shape)}")
         else:
-            states = self.get_encoder()(input_ids, attention_mask=attention_mask).last_hidden_state
+            recorded = config.return_dict_in_generate
+            encoded = self.get_encoder()(input_ids, attention_mask=attention_mask,
+                                         output_attentions=recorded and config.output_attentions,
+                                         output_hidden_states=recorded and config.output_hidden_states)
+        states = encoded.last_hidden_state
         if attention_mask is not None and attention_mask.shape != states.shape[:2]:
             raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} does not match the "
                              f"encoder states {tuple(states.shape[:2])}")
-        return states, attention_mask
+        return encoded
+
+    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, past_key_values: DecoderCache | None = None,
+                                      attention_mask: torch.Tensor | None = None, use_cache: bool | None = None,
+                                      encoder_outputs: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """The forward's keywords for the next step of a decoding loop run outside `generate` (PEFT's, a custom
+        one): of the decoder tokens so far, input_ids (b, t), those the cache does not hold yet, as
+        decoder_input_ids; the cache, the encoder's output and mask; other keywords passed on."""
+        cached = 0 if past_key_values is None else past_key_values.get_seq_length()
+        return {"decoder_input_ids": input_ids[:, cached:], "past_key_values": past_key_values,
+                "attention_mask": attention_mask, "encoder_outputs": encoder_outputs, "use_cache": use_cache,
+                **kwargs}
 
 
-class DecoderOnlyGenerationMixin(GenerationConfigLoading):
+class DecoderOnlyGenerationMixin(GenerationCommon):
     """`generate` for the causal LM (the decoder alone). The host class provides `config`, `generation_config`,
     `get_decoder()` and `project_to_vocab`."""
 
@@ -113,7 +151,8 @@ class DecoderOnlyGenerationMixin(GenerationConfigLoading):
         """Continue the prompts input_ids (rows, p) (default: one row holding `bos_token_id`); keywords as for
         the encoder-decoder `generate`. Returns sequences (rows * num_return_sequences, length) that begin with
         their prompt, finished rows padded; or, with `return_dict_in_generate=True`, an output holding them.
-        The prompts must be unpadded: an attention_mask (rows, p) with a zero is refused."""
+        Prompts of different lengths are left-padded, with an attention_mask (rows, p) that is 0 on the padding
+        (the reference's convention; no position attends to the padding)."""
         if "inputs" in kwargs:  # the reference's name for the first argument
             input_ids = kwargs.pop("inputs")
         config, length_is_default = resolve_generation_config(self.generation_config, passed=generation_config,
@@ -126,26 +165,46 @@ class DecoderOnlyGenerationMixin(GenerationConfigLoading):
             input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
         if input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be a prompt of shape (rows, p) with p >= 1, got {tuple(input_ids.shape)}")
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
-            raise ValueError("attention_mask: padded prompts are not supported by the causal LM's generate; "
-                             "generate prompts of different lengths in separate calls")
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} does not match input_ids "
+                             f"{tuple(input_ids.shape)}")
+        if attention_mask is not None and bool(attention_mask.bool().all()):
+            attention_mask = None  # nothing is padded: the plain causal mask
         return continue_prompts(self, config=config, length_is_default=length_is_default, prompt=input_ids.to(device),
-                                generator=generator, seed=seed, encoder_states=None, encoder_mask=None,
+                                generator=generator, seed=seed, encoded=None, encoder_mask=None,
+                                prompt_mask=None if attention_mask is None else attention_mask.to(device),
                                 output_classes=(GenerateDecoderOnlyOutput, GenerateBeamDecoderOnlyOutput))
+
+    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, past_key_values: DecoderCache | None = None,
+                                      attention_mask: torch.Tensor | None = None,
+                                      inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
+                                      **kwargs: Any) -> dict[str, Any]:
+        """The forward's keywords for the next step of a decoding loop run outside `generate` (PEFT's, a custom
+        one): the tokens (b, t) the cache does not hold yet (or `inputs_embeds` before anything is cached), the
+        cache and the attention mask over all positions."""
+        cached = 0 if past_key_values is None else past_key_values.get_seq_length()
+        inputs = {"past_key_values": past_key_values, "attention_mask": attention_mask, "use_cache": use_cache,
+                  **kwargs}
+        if inputs_embeds is not None and cached == 0:
+            return {"inputs_embeds": inputs_embeds, **inputs}
+        return {"input_ids": input_ids[:, cached:], **inputs}
 
 
 def continue_prompts(model: torch.nn.Module, *, config: GenerationConfig, length_is_default: bool,
                      prompt: torch.Tensor, generator: torch.Generator | None, seed: int | None,
-                     encoder_states: torch.Tensor | None, encoder_mask: torch.Tensor | None,
-                     output_classes: tuple[type, type],
+                     encoded: EncoderOutput | None, encoder_mask: torch.Tensor | None,
+                     output_classes: tuple[type, type], prompt_mask: torch.Tensor | None = None,
                      cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES) -> Any:
-    """Decode from prompt (docs, p) with `model`'s decoder, over encoder_states (docs, s, d_model) when given
-    (keeping for them what `cross_attention_cache` says): greedy search or sampling, or beam search. Returns the
-    sequences, or an instance of `output_classes` (greedy/sampling, beam search) when `return_dict_in_generate`."""
+    """Decode from prompt (docs, p) (prompt_mask (docs, p), 0 on padding, or None) with `model`'s decoder, over
+    the encoder's output (last_hidden_state (docs, s, d_model)) when given, keeping for it what
+    `cross_attention_cache` says: greedy search or sampling, or beam search. Returns the sequences, or an instance
+    of `output_classes` (greedy/sampling, beam search) when `return_dict_in_generate`."""
     device = prompt.device
     eos_ids, pad_id = special_tokens(config, device=device)
     rows_per_doc = max(config.num_beams, config.num_return_sequences)
     prompt = prompt.repeat_interleave(rows_per_doc, dim=0)                            # (docs * g, p)
+    if prompt_mask is not None:
+        prompt_mask = prompt_mask.repeat_interleave(rows_per_doc, dim=0)              # (docs * g, p)
     max_length, min_length = resolve_lengths(config, prompt_length=prompt.shape[1],
                                              length_is_default=length_is_default,
                                              max_positions=model.config.max_position_embeddings)
@@ -158,16 +217,37 @@ def continue_prompts(model: torch.nn.Module, *, config: GenerationConfig, length
         generator=generator, record_scores=config.return_dict_in_generate and config.output_scores,
         num_beams=config.num_beams, num_return_sequences=config.num_return_sequences,
         length_penalty=config.length_penalty, early_stopping=config.early_stopping)
-    decoder = CachedDecoder(model.get_decoder(), project_to_vocab=model.project_to_vocab,
-                            encoder_states=encoder_states, encoder_mask=encoder_mask, capacity=max_length - 1,
-                            step=getattr(model, "compiled_step", None), cross_attention_cache=cross_attention_cache)
+    options = dict(project_to_vocab=model.project_to_vocab,
+                   encoder_states=None if encoded is None else encoded.last_hidden_state, encoder_mask=encoder_mask,
+                   capacity=max_length - 1, step=getattr(model, "compiled_step", None),
+                   cross_attention_cache=cross_attention_cache, prompt_mask=prompt_mask)
+    recorded = config.return_dict_in_generate and (config.output_logits or config.output_attentions
+                                                   or config.output_hidden_states)
+    if recorded:
+        decoder = RecordingDecoder(model.get_decoder(), output_logits=config.output_logits,
+                                   output_attentions=config.output_attentions,
+                                   output_hidden_states=config.output_hidden_states, use_cache=config.use_cache,
+                                   **options)
+    else:
+        decoder = CachedDecoder(model.get_decoder(), **options)
     greedy_output, beam_output = output_classes
     if config.num_beams == 1:
         sequences, scores = greedy_or_sample(decoder, prompt=prompt, plan=plan)
-        return greedy_output(sequences=sequences, scores=scores) if config.return_dict_in_generate else sequences
-    result = beam_search(decoder, prompt=prompt, plan=plan)
+        fields = dict(sequences=sequences, scores=scores)
+        output_class = greedy_output
+    else:
+        result = beam_search(decoder, prompt=prompt, plan=plan)
+        fields = dict(sequences=result.sequences, scores=result.scores, beam_indices=result.beam_indices,
+                      sequences_scores=result.sequence_scores if config.output_scores else None)
+        output_class = beam_output
     if not config.return_dict_in_generate:
-        return result.sequences
-    return beam_output(sequences=result.sequences,
-                       sequences_scores=result.sequence_scores if config.output_scores else None,
-                       scores=result.scores, beam_indices=result.beam_indices)
+        return fields["sequences"]
+    records = decoder.records() if recorded else {}
+    fields.update(logits=records.get("logits"), cache=decoder.cache if config.use_cache else None)
+    if encoded is None:
+        fields.update(attentions=records.get("attentions"), hidden_states=records.get("hidden_states"))
+    else:
+        fields.update(encoder_attentions=encoded.attentions, encoder_hidden_states=encoded.hidden_states,
+                      decoder_attentions=records.get("attentions"), cross_attentions=records.get("cross_attentions"),
+                      decoder_hidden_states=records.get("hidden_states"))
+    return output_class(**fields)

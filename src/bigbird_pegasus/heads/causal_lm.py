@@ -11,7 +11,7 @@ from ..generation.config import GenerationConfig
 from ..generation.mixins import DecoderOnlyGenerationMixin
 from ..modeling.cache import DecoderCache
 from ..modeling.linear import Linear
-from ..modeling.model import BigBirdPegasusDecoder
+from ..modeling.model import BigBirdPegasusDecoder, token_embedding
 from ..modeling.outputs import CausalLMOutput, as_requested
 from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 
@@ -20,8 +20,7 @@ class BigBirdPegasusDecoderWrapper(nn.Module):
 
     def __init__(self, config: BigBirdPegasusConfig):
         super().__init__()
-        embed_tokens = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
-        self.decoder = BigBirdPegasusDecoder(config, embed_tokens=embed_tokens)
+        self.decoder = BigBirdPegasusDecoder(config, embed_tokens=token_embedding(config))  # initialised by the LM
 
 
 class BigBirdPegasusForCausalLM(DecoderOnlyGenerationMixin, BigBirdPegasusPreTrainedModel):
@@ -36,9 +35,16 @@ class BigBirdPegasusForCausalLM(DecoderOnlyGenerationMixin, BigBirdPegasusPreTra
         self.model = BigBirdPegasusDecoderWrapper(config)
         self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
+        self.post_init()
 
     def get_decoder(self):
         return self.model.decoder
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.decoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.decoder.embed_tokens = value
 
     def project_to_vocab(self, hidden: torch.Tensor) -> torch.Tensor:
         """Decoder states (..., d_model) -> logits (..., vocab)."""
@@ -49,14 +55,16 @@ class BigBirdPegasusForCausalLM(DecoderOnlyGenerationMixin, BigBirdPegasusPreTra
                 encoder_attention_mask: torch.Tensor | None = None,
                 past_key_values: DecoderCache | None = None, inputs_embeds: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, use_cache: bool | None = None,
-                cache: DecoderCache | None = None, logits_to_keep: int = 0,
-                return_dict: bool | None = None) -> CausalLMOutput | tuple:
+                cache: DecoderCache | None = None, logits_to_keep: int = 0, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None) -> CausalLMOutput | tuple:
         """logits (b, t, vocab) (the last `logits_to_keep` positions when set). `labels` (b, t) are the
-        targets of the same positions: not shifted inside, as in the reference."""
+        targets of the same positions: not shifted inside, as in the reference. Hidden states and attention
+        probabilities as the decoder's."""
         out = self.model.decoder(input_ids, attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
                                  encoder_attention_mask=encoder_attention_mask,
                                  past_key_values=past_key_values if past_key_values is not None else cache,
-                                 inputs_embeds=inputs_embeds, use_cache=use_cache)
+                                 inputs_embeds=inputs_embeds, use_cache=use_cache,
+                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         hidden = out.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
@@ -64,5 +72,6 @@ class BigBirdPegasusForCausalLM(DecoderOnlyGenerationMixin, BigBirdPegasusPreTra
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.to(logits.device).view(-1))
-        output = CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values)
-        return as_requested(output, return_dict=return_dict)
+        output = CausalLMOutput(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states,
+                                attentions=out.attentions, cross_attentions=out.cross_attentions)
+        return as_requested(output, return_dict=self.config.return_dict if return_dict is None else return_dict)

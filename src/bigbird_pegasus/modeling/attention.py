@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention_weights import block_sparse_weights, eager_attention
 from .block_sparse import SparseMasks, block_sparse_attention
 from .cache import CrossAttentionCache, DecoderCache
 from .linear import Linear
@@ -39,16 +40,32 @@ class EncoderAttention(nn.Module):
         self.block_size = block_size
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, *, masks: SparseMasks | torch.Tensor | None) -> torch.Tensor:
-        """x: (b, n, d_model); masks: SparseMasks for block-sparse, else a padding bias or None."""
+    def forward(self, x: torch.Tensor, *, masks: SparseMasks | torch.Tensor | None,
+                record: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (b, n, d_model); masks: SparseMasks for block-sparse, else a padding bias or None. With a `record`
+        list, the probabilities (b, h, n, n) are appended to it (the exact path of `attention_weights.py`)."""
         q, k, v = self.self(x)
+        dropout = self.dropout if self.training else 0.0
         if isinstance(masks, SparseMasks):
             context = block_sparse_attention(q, k, v, masks=masks, num_heads=self.num_heads,
                                              block_size=self.block_size)
+            if record is not None:
+                record.append(block_sparse_weights(q, k, masks=masks, num_heads=self.num_heads,
+                                                   block_size=self.block_size))
+        elif record is not None:
+            context = self._recorded_full_attention(q, k, v, bias=masks, dropout=dropout, record=record)
         else:
-            dropout = self.dropout if self.training else 0.0
             context = full_attention(q, k, v, bias=masks, num_heads=self.num_heads, dropout=dropout)
         return self.output(context)
+
+    def _recorded_full_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                                 bias: torch.Tensor | None, dropout: float, record: list[torch.Tensor]) -> torch.Tensor:
+        """full_attention through the exact path, its probabilities appended to `record`."""
+        b, n, hidden = q.shape
+        q, k, v = (t.view(b, n, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))    # (b, h, n, d)
+        context, weights = eager_attention(q, k, v, bias=bias, dropout=dropout)
+        record.append(weights)
+        return context.transpose(1, 2).reshape(b, n, hidden)
 
 
 def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.Tensor | None,
@@ -84,28 +101,39 @@ class DecoderAttention(nn.Module):
         return self.out_proj(context.transpose(1, 2).reshape(b, t, -1))                 # (b, t, h*d)
 
     def self_attention(self, x: torch.Tensor, *, bias: torch.Tensor | None, is_causal: bool,
-                       cache: DecoderCache | None, layer: int, position: torch.Tensor | None = None) -> torch.Tensor:
+                       cache: DecoderCache | None, layer: int, position: torch.Tensor | None = None,
+                       record: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x: (b, t, d_model) -> (b, t, d_model); appends this step's keys/values to `cache`, or writes them at
-        `position` (a 0-d tensor) of its preallocated buffers for a static-shape step."""
+        `position` (a 0-d tensor) of its preallocated buffers for a static-shape step. With a `record` list, the
+        probabilities (b, h, t, past + t) are appended to it (the exact path)."""
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         if cache is not None and position is not None:
             k, v = cache.write_at(layer, keys=k, values=v, position=position)
         elif cache is not None:
             k, v = cache.append(layer, keys=k, values=v)
         dropout = self.dropout if self.training else 0.0
+        if record is not None:
+            context, weights = eager_attention(q, k, v, bias=bias, is_causal=is_causal, dropout=dropout)
+            record.append(weights)
+            return self._merge(context)
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, is_causal=is_causal)
         return self._merge(context)
 
     def cross_attention(self, x: torch.Tensor, *, encoder_states: torch.Tensor | None, bias: torch.Tensor | None,
-                        cache: DecoderCache | None, layer: int) -> torch.Tensor:
+                        cache: DecoderCache | None, layer: int,
+                        record: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x: (b, t, d_model) over encoder_states (docs, s, d_model) with b = docs * beams -> (b, t, d_model).
 
         Keys/values are projected once per document and kept in `cache` (those its `cross_attention_cache`
         keeps; see `folded_cross_attention` for the others); the beams of a document share them.
-        bias: (docs, 1, 1, s) or None.
+        bias: (docs, 1, 1, s) or None. With a `record` list, the probabilities (b, h, t, s) are appended to it
+        (the exact path, over projected keys and values whatever the cache keeps).
         """
         q = self._heads(self.q_proj(x))                                                 # (b, h, t, d)
         dropout = self.dropout if self.training else 0.0
+        if record is not None:
+            return self._merge(self._recorded_cross_attention(q, encoder_states=encoder_states, bias=bias,
+                                                              cache=cache, layer=layer, dropout=dropout, record=record))
         if cache is not None and cache.cross_attention_cache is not CrossAttentionCache.KEYS_AND_VALUES:
             values = None
             if cache.cross_attention_cache is CrossAttentionCache.VALUES:
@@ -118,6 +146,20 @@ class DecoderAttention(nn.Module):
         v = self._cross_projection(self.v_proj, encoder_states=encoder_states,
                                    cached=None if cache is None else cache.cross_values, layer=layer)
         return self._merge(grouped_attention(q, k, v, bias=bias, dropout=dropout))
+
+    def _recorded_cross_attention(self, q: torch.Tensor, *, encoder_states: torch.Tensor, bias: torch.Tensor | None,
+                                  cache: DecoderCache | None, layer: int, dropout: float,
+                                  record: list[torch.Tensor]) -> torch.Tensor:
+        """Cross-attention through the exact path over projected keys and values (kept in `cache` as far as it
+        keeps them), its probabilities appended to `record`. q (b, h, t, d) -> context (b, h, t, d)."""
+        kept = CrossAttentionCache.NONE if cache is None else cache.cross_attention_cache
+        keys = cache.cross_keys if kept is CrossAttentionCache.KEYS_AND_VALUES else None
+        values = None if kept is CrossAttentionCache.NONE else cache.cross_values
+        k = self._cross_projection(self.k_proj, encoder_states=encoder_states, cached=keys, layer=layer)
+        v = self._cross_projection(self.v_proj, encoder_states=encoder_states, cached=values, layer=layer)
+        context, weights = eager_attention(q, k, v, bias=bias, dropout=dropout)
+        record.append(weights)
+        return context
 
     def _cross_projection(self, projection: nn.Module, *, encoder_states: torch.Tensor,
                           cached: list[torch.Tensor | None] | None, layer: int) -> torch.Tensor:

@@ -202,6 +202,8 @@ class SparseMasks:
         and unused slots; H is 1 when the heads share the layout.
     global_bias: (b, 1, 1, n) padding bias for the global query blocks, or None without padding.
     query_keep: (b, n, 1) 1.0 for real queries, 0.0 for padding (the reference zeroes their output).
+    layout, key_valid: what the masks were built from ((b, n) bool, or None), for the exact path that computes
+        attention probabilities (`attention_weights.py`).
     workspace: buffers for the gathered keys and values, reused by the layers of one forward.
     """
 
@@ -212,6 +214,8 @@ class SparseMasks:
     width: int
     shared_by_heads: bool
     global_blocks: tuple[int, int]
+    layout: BlockLayout
+    key_valid: torch.Tensor | None
     workspace: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -239,7 +243,7 @@ def sparse_masks(layout: BlockLayout, *, key_valid: torch.Tensor | None, batch_s
     query_keep = None if key_valid is None else key_valid[:, :, None].to(dtype)
     return SparseMasks(block_index=block_index, row_bias=row_bias, global_bias=padding_bias(key_valid, dtype),
                        query_keep=query_keep, width=width, shared_by_heads=shared_by_heads,
-                       global_blocks=layout.global_blocks)
+                       global_blocks=layout.global_blocks, layout=layout, key_valid=key_valid)
 
 
 # -- attention --------------------------------------------------------------------------------------------

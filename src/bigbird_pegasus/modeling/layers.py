@@ -56,10 +56,13 @@ class EncoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(d)
         self.activation = ACTIVATIONS[config.activation_function]
         self.dropout = config.dropout
+        self.gradient_checkpointing = False  # recompute this layer in the backward pass (the stack reads it)
 
-    def forward(self, x: torch.Tensor, *, masks: SparseMasks | torch.Tensor | None) -> torch.Tensor:
-        """x: (b, n, d_model) -> (b, n, d_model). The reference applies no activation dropout here."""
-        attended = self.self_attn(self.self_attn_layer_norm(x), masks=masks)
+    def forward(self, x: torch.Tensor, *, masks: SparseMasks | torch.Tensor | None,
+                record: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (b, n, d_model) -> (b, n, d_model). The reference applies no activation dropout here. With a `record`
+        list, the attention probabilities are appended to it."""
+        attended = self.self_attn(self.self_attn_layer_norm(x), masks=masks, record=record)
         x = x + F.dropout(attended, self.dropout, self.training)
         hidden = self.activation(self.fc1(self.final_layer_norm(x)))
         x = x + F.dropout(self.fc2(hidden), self.dropout, self.training)
@@ -85,19 +88,24 @@ class DecoderLayer(nn.Module):
         self.activation = ACTIVATIONS[config.activation_function]
         self.dropout = config.dropout
         self.activation_dropout = config.activation_dropout
+        self.gradient_checkpointing = False  # recompute this layer in the backward pass (the stack reads it)
 
     def forward(self, x: torch.Tensor, *, self_bias: torch.Tensor | None, is_causal: bool,
                 encoder_states: torch.Tensor | None, cross_bias: torch.Tensor | None,
-                cache: DecoderCache | None, position: torch.Tensor | None = None) -> torch.Tensor:
+                cache: DecoderCache | None, position: torch.Tensor | None = None,
+                self_record: list[torch.Tensor] | None = None,
+                cross_record: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x: (b, t, d_model) -> (b, t, d_model); cross-attention is skipped without encoder states.
-        With `position` (a 0-d tensor) the step's keys/values go there in the cache (a static-shape step)."""
+        With `position` (a 0-d tensor) the step's keys/values go there in the cache (a static-shape step).
+        With record lists, the self- and cross-attention probabilities are appended to them."""
         attended = self.self_attn.self_attention(self.self_attn_layer_norm(x), bias=self_bias, is_causal=is_causal,
-                                                 cache=cache, layer=self.layer_index, position=position)
+                                                 cache=cache, layer=self.layer_index, position=position,
+                                                 record=self_record)
         x = x + F.dropout(attended, self.dropout, self.training)
         if encoder_states is not None:
             attended = self.encoder_attn.cross_attention(self.encoder_attn_layer_norm(x),
                                                          encoder_states=encoder_states, bias=cross_bias, cache=cache,
-                                                         layer=self.layer_index)
+                                                         layer=self.layer_index, record=cross_record)
             x = x + F.dropout(attended, self.dropout, self.training)
         hidden = F.dropout(self.activation(self.fc1(self.final_layer_norm(x))), self.activation_dropout,
                            self.training)
