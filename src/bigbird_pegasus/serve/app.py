@@ -32,7 +32,8 @@ def build_app(engine: SummaryEngine, *, limits: ServiceLimits, metrics: ServiceM
     batcher = DynamicBatcher(engine.summarize, max_batch_size=limits.max_batch_size,
                              max_wait_ms=limits.max_wait_ms, max_queue=limits.max_queue,
                              on_batch=metrics.record_batch)
-    metrics.watch_queue(requests=lambda: batcher.waiting_requests, documents=lambda: batcher.waiting_documents)
+    metrics.watch_queue(requests=lambda: batcher.waiting_requests, documents=lambda: batcher.waiting_documents,
+                        running=lambda: batcher.running_documents)
     endpoints = Endpoints(engine, batcher, limits=limits, metrics=metrics, api_key=api_key)
 
     @contextlib.asynccontextmanager

@@ -70,6 +70,7 @@ class DynamicBatcher:
         self._on_batch = on_batch or (lambda documents, seconds: None)
         self._queue: list[_Document] = []  # in arrival order
         self._waiting_requests = 0
+        self._running_documents = 0
         self._mean_batch_seconds = 1.0  # until the first batch is measured
         self._closing = False
         self._condition = threading.Condition()
@@ -94,6 +95,11 @@ class DynamicBatcher:
     @property
     def waiting_documents(self) -> int:
         return len(self._queue)
+
+    @property
+    def running_documents(self) -> int:
+        """Documents of the batch the model is running (0: idle)."""
+        return self._running_documents
 
     def is_full(self) -> bool:
         return self._waiting_requests >= self.max_queue
@@ -148,6 +154,7 @@ class DynamicBatcher:
                     continue
                 batch = self._take(oldest)
                 if batch:
+                    self._running_documents = len(batch)
                     return batch
 
     def _count_like(self, oldest: _Document) -> int:
@@ -181,4 +188,5 @@ class DynamicBatcher:
                 document.future.set_result(result)
         seconds = time.monotonic() - started
         self._mean_batch_seconds += RECENT_WEIGHT * (seconds - self._mean_batch_seconds)
+        self._running_documents = 0
         self._on_batch(len(batch), seconds)

@@ -3,6 +3,7 @@
     bigbird_pegasus_requests_total{endpoint, status}      requests answered, by endpoint and HTTP status
     bigbird_pegasus_request_seconds{endpoint}             time from arrival to answer (histogram)
     bigbird_pegasus_queue_requests / _queue_documents     requests / documents waiting for the model
+    bigbird_pegasus_running_documents                     documents in the batch the model runs (0: idle)
     bigbird_pegasus_batch_documents                       documents per batch run (histogram)
     bigbird_pegasus_batch_seconds                         model time per batch (histogram)
     bigbird_pegasus_documents_total                       documents summarized
@@ -45,6 +46,8 @@ class ServiceMetrics:
                                     registry=self.registry)
         self.queue_documents = Gauge(f"{PREFIX}_queue_documents", "Documents waiting for the model",
                                      registry=self.registry)
+        self.running_documents = Gauge(f"{PREFIX}_running_documents", "Documents in the batch the model runs",
+                                       registry=self.registry)
         self.batch_documents = Histogram(f"{PREFIX}_batch_documents", "Documents per batch run by the model",
                                          buckets=BATCH_SIZE_BUCKETS, registry=self.registry)
         self.batch_seconds = Histogram(f"{PREFIX}_batch_seconds", "Model seconds per batch",
@@ -56,10 +59,12 @@ class ServiceMetrics:
                                      registry=self.registry)
         ProcessCollector(registry=self.registry)
 
-    def watch_queue(self, *, requests: Callable[[], int], documents: Callable[[], int]) -> None:
-        """Read the queue's depth from these functions at each scrape."""
+    def watch_queue(self, *, requests: Callable[[], int], documents: Callable[[], int],
+                    running: Callable[[], int]) -> None:
+        """Read the queue's depth and the running batch's size from these functions at each scrape."""
         self.queue_requests.set_function(requests)
         self.queue_documents.set_function(documents)
+        self.running_documents.set_function(running)
 
     def record_request(self, path: str, *, status: int, seconds: float) -> None:
         endpoint = path if path in self.endpoints else OTHER_ENDPOINT
