@@ -26,7 +26,7 @@ LISTENING = re.compile(r"serving .* on (http://127\.0\.0\.1:\d+) ")
 METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 # The `guarded_server` fixture's key and limits (tests/serve/conftest.py), small enough for tests to reach.
 API_KEY = "test-key-7f3a"
-GUARDED_LIMITS = dict(max_queue=2, max_request_bytes=65536, request_timeout=1)
+GUARDED_LIMITS = dict(max_queue=2, max_request_bytes=65536, request_timeout=2)
 
 
 @dataclass
@@ -49,7 +49,7 @@ class RunningServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"the server did not stop within {STOP_TIMEOUT} s of SIGTERM:\n{self.log_text()}")
+        raise AssertionError(f"the server did not stop within {STOP_TIMEOUT} s of SIGTERM:\n{self.log_text()}")
 
     def metrics(self, headers: dict[str, str] | None = None) -> dict[str, float]:
         """`GET /metrics` as {"name{labels}": value}."""

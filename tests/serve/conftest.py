@@ -1,7 +1,7 @@
 """Servers the service's tests share, each a real `bigbird-pegasus serve` process on the tiny checkpoint.
 
 `server`: open (no API key), batches of up to 4 documents gathered over 50 ms.
-`guarded_server`: an API key, one document per batch, a queue of 2 requests, 64 KiB bodies, a 1 s timeout: small
+`guarded_server`: an API key, one document per batch, a queue of 2 requests, 64 KiB bodies, a 2 s timeout: small
 limits that tests can reach with a few requests.
 """
 

@@ -139,7 +139,7 @@ def test_a_body_that_does_not_arrive_in_time_gets_408(guarded_server):
     head = f"POST / HTTP/1.1\nHost: test\n{KEY_HEADER}\nContent-Length: 1000\nConnection: close"
     response = raw_request(guarded_server.url, head, b'{"inputs": ', timeout=30)
     assert response.status == 408
-    assert response.json() == {"error": "the body did not arrive within --request-timeout 1 s"}
+    assert response.json() == {"error": "the body did not arrive within --request-timeout 2 s"}
 
 
 # ---- the API key ---------------------------------------------------------------------------------------------------
