@@ -1,5 +1,5 @@
 """The page at `GET /`, in a real headless browser (Debian's Chromium driven by Playwright): a person pastes text
-or uploads a .txt file and reads the summary the API gives for that text; errors are shown, not thrown; the API key
+or uploads a .txt or .pdf file and reads the summary the API gives for that text; errors are shown, not thrown; the API key
 is asked for when the service has one. The browser reaches nothing but the service."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from bigbird_pegasus.text.pdf import extract_pdf_text
+from helpers.pdfs import typeset_paper
 from helpers.server import API_KEY
 from helpers.spm import english_paragraphs
 
@@ -96,6 +98,17 @@ def test_an_uploaded_text_file_shows_its_summary(server, open_page, tmp_path):
     page.click("#summarize-file")
     summary, _ = read_answer(page)
     assert summary == api_summary(server, TEXT + "\n")["summary_text"]
+
+
+def test_an_uploaded_pdf_shows_the_summary_of_its_text(server, open_page, tmp_path):
+    paper = typeset_paper(seed=7, sections=2, paragraphs_per_section=2)
+    document = tmp_path / "paper.pdf"
+    document.write_bytes(paper.pdf)
+    page = open_page(server)
+    page.set_input_files("#file", str(document))
+    page.click("#summarize-file")
+    summary, _ = read_answer(page)
+    assert summary == api_summary(server, extract_pdf_text(paper.pdf, source="paper.pdf"))["summary_text"]
 
 
 def test_errors_are_shown_on_the_page(server, open_page, tmp_path):

@@ -4,6 +4,8 @@ A summary request is checked in the order that costs the service least: the API 
 (413, before any of the body is read), room in the queue (503), then the body itself, read up to the limit (413)
 within the time left (408), its JSON (400, 422) and options (422); then it waits for its batch until
 --request-timeout (504) or until its client leaves (its documents that have not started leave the queue).
+At most --max-queue bodies are read at once (more: 503), so bodies in memory stay under
+max_queue x max_request_bytes whatever the number of connections.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Endpoints:
         self.metrics = metrics
         self.api_key = api_key
         self.page_html = PAGE.read_text(encoding="utf-8")
+        self._bodies_in_flight = 0
 
     async def summarize(self, request: Request) -> Response:
         """`POST /`: the Inference API's summarization task, one `{"summary_text", ...}` per input."""
@@ -59,8 +62,12 @@ class Endpoints:
         filename, options = parse_upload_query(request.query_params.multi_items())
         self.engine.check(options)
         body = await self._read_body(request, deadline)
-        text = await asyncio.to_thread(uploaded_text, body, filename=filename,
-                                       content_type=request.headers.get("content-type"))
+        reading = asyncio.to_thread(uploaded_text, body, filename=filename,
+                                    content_type=request.headers.get("content-type"))
+        try:
+            text = await asyncio.wait_for(reading, timeout=max(deadline - _now(), 0))
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+            raise self._timed_out("the file could not be read") from None
         return await self._answer(request, [text], options, deadline)
 
     async def page(self, request: Request) -> Response:
@@ -100,7 +107,7 @@ class Endpoints:
             raise ServiceError(413, self._too_large(f"{int(declared):,} bytes"))
 
     def _refuse_when_full(self) -> None:
-        if self.batcher.is_full():
+        if self.batcher.is_full() or self._bodies_in_flight >= self.limits.max_queue:
             raise self._busy(self.batcher.retry_after())
 
     def _busy(self, retry_after: int) -> ServiceError:
@@ -111,8 +118,19 @@ class Endpoints:
         return f"the body has {size}; this service reads at most {self.limits.max_request_bytes:,} bytes " \
                "(--max-request-bytes)"
 
+    def _timed_out(self, what: str) -> ServiceError:
+        return ServiceError(504, f"{what} within --request-timeout {self.limits.request_timeout:g} s; retry later, "
+                                 "or send shorter documents or a smaller max_length")
+
     async def _read_body(self, request: Request, deadline: float) -> bytes:
         """The whole body, at most max_request_bytes of it, read before the deadline."""
+        self._bodies_in_flight += 1
+        try:
+            return await self._read_bounded_body(request, deadline)
+        finally:
+            self._bodies_in_flight -= 1
+
+    async def _read_bounded_body(self, request: Request, deadline: float) -> bytes:
         chunks: list[bytes] = []
         received = 0
 
@@ -126,7 +144,7 @@ class Endpoints:
 
         try:
             await asyncio.wait_for(read(), timeout=max(deadline - _now(), 0))
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
             raise ServiceError(408, f"the body did not arrive within --request-timeout "
                                     f"{self.limits.request_timeout:g} s") from None
         return b"".join(chunks)
@@ -153,9 +171,7 @@ class Endpoints:
             return JSONResponse([_as_json(summary) for summary in results.result()])
         if client_gone in done:
             return Response(status_code=DISCONNECTED)
-        raise ServiceError(504, f"no summary within --request-timeout {self.limits.request_timeout:g} s: the "
-                                "documents not started were taken out of the queue; retry later, or send shorter "
-                                "documents or a smaller max_length")
+        raise self._timed_out("no summary (the documents not started were taken out of the queue)")
 
 
 async def _client_leaves(request: Request) -> None:
