@@ -59,7 +59,7 @@ def test_a_burst_over_the_queue_gets_503_with_retry_after_never_500_then_the_ser
     for answer in answers:
         if answer.status_code == 503:
             assert int(answer.headers["retry-after"]) >= 1
-            assert answer.json()["error"].startswith("the service is busy: 2 requests are waiting (--max-queue)")
+            assert answer.json()["error"].startswith("the service is busy: 2 requests are waiting or arriving")
     occupier.join(timeout=WAIT_LIMIT)
     wait_until(lambda: idle(guarded_server, KEY), "the model is idle")
     assert httpx.get(f"{guarded_server.url}/health").status_code == 200

@@ -1,6 +1,6 @@
 """The page at `GET /`, in a real headless browser (Debian's Chromium driven by Playwright): a person pastes text
-or uploads a .txt or .pdf file and reads the summary the API gives for that text; errors are shown, not thrown; the API key
-is asked for when the service has one. The browser reaches nothing but the service."""
+or uploads a .txt or .pdf file and reads the summary the API gives for that text; errors are shown, not thrown;
+the API key is asked for when the service has one. The browser reaches nothing but the service."""
 
 from __future__ import annotations
 

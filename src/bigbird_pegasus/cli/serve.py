@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Address, key and limits of the service; then the model, generation and long-document options of
     `summarize`, which become the service's defaults."""
     from ..serve.limits import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_REQUEST_BYTES,
-                                DEFAULT_MAX_WAIT_MS, DEFAULT_REQUEST_TIMEOUT)
+                                DEFAULT_MAX_WAIT_MS, DEFAULT_REQUEST_TIMEOUT, MIB)
 
     service = parser.add_argument_group("service")
     service.add_argument("--host", default="127.0.0.1",
@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="most requests waiting for the model; more get 503 with Retry-After "
                               "(default: %(default)s)")
     service.add_argument("--max-request-bytes", type=positive_int, default=DEFAULT_MAX_REQUEST_BYTES,
-                         help="largest request body read; larger ones get 413 (default: %(default)s, 16 MiB)")
+                         help=f"largest request body read; larger ones get 413 (default: %(default)s, "
+                              f"{DEFAULT_MAX_REQUEST_BYTES // MIB} MiB)")
     service.add_argument("--request-timeout", type=positive_float, default=DEFAULT_REQUEST_TIMEOUT,
                          metavar="SECONDS",
                          help="time from a request's arrival to its answer; past it, 504 (default: %(default)g)")

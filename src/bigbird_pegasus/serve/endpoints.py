@@ -11,6 +11,7 @@ max_queue x max_request_bytes whatever the number of connections.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 from importlib.resources import files
 from typing import Any
@@ -81,11 +82,8 @@ class Endpoints:
     async def info(self, request: Request) -> Response:
         """`GET /info`: the model, its positions, the summaries' defaults, the limits, the version."""
         self._authorize(request)
-        limits = self.limits
-        return JSONResponse({**self.engine.describe(), "limits": {
-            "max_batch_size": limits.max_batch_size, "max_wait_ms": limits.max_wait_ms,
-            "max_queue": limits.max_queue, "max_request_bytes": limits.max_request_bytes,
-            "request_timeout": limits.request_timeout}, "api_key_required": self.api_key is not None})
+        return JSONResponse({**self.engine.describe(), "limits": dataclasses.asdict(self.limits),
+                             "api_key_required": self.api_key is not None})
 
     async def prometheus(self, request: Request) -> Response:
         """`GET /metrics`: Prometheus' text format."""
@@ -111,16 +109,16 @@ class Endpoints:
             raise self._busy(self.batcher.retry_after())
 
     def _busy(self, retry_after: int) -> ServiceError:
-        return ServiceError(503, f"the service is busy: {self.batcher.max_queue} requests are waiting (--max-queue); "
-                                f"retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
+        return ServiceError(503, f"the service is busy: {self.limits.max_queue} requests are waiting or arriving "
+                                 f"(--max-queue); retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
 
     def _too_large(self, size: str) -> str:
         return f"the body has {size}; this service reads at most {self.limits.max_request_bytes:,} bytes " \
                "(--max-request-bytes)"
 
-    def _timed_out(self, what: str) -> ServiceError:
-        return ServiceError(504, f"{what} within --request-timeout {self.limits.request_timeout:g} s; retry later, "
-                                 "or send shorter documents or a smaller max_length")
+    def _timed_out(self, what: str, *, then: str = "") -> ServiceError:
+        return ServiceError(504, f"{what} within --request-timeout {self.limits.request_timeout:g} s{then}; retry "
+                                 "later, or send shorter documents or a smaller max_length")
 
     async def _read_body(self, request: Request, deadline: float) -> bytes:
         """The whole body, at most max_request_bytes of it, read before the deadline."""
@@ -164,14 +162,13 @@ class Endpoints:
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             client_gone.cancel()
-            if not results.done():
-                self.batcher.cancel(ticket)
-                results.cancel()
+            self.batcher.cancel(ticket)  # its documents not started, if any (one failed batch fails the request)
+            results.cancel()
         if results in done:
             return JSONResponse([_as_json(summary) for summary in results.result()])
         if client_gone in done:
             return Response(status_code=DISCONNECTED)
-        raise self._timed_out("no summary (the documents not started were taken out of the queue)")
+        raise self._timed_out("no summary", then=": the documents not started were taken out of the queue")
 
 
 async def _client_leaves(request: Request) -> None:

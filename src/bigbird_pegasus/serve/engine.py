@@ -37,13 +37,12 @@ class SummaryEngine:
             max_length, _ = resolve_lengths(config, prompt_length=1, length_is_default=config.max_length is None,
                                             max_positions=self.positions)
         except ValueError as error:
-            raise ServiceError(UNPROCESSABLE, f"generate_parameters: {error}") from None
+            raise ServiceError(UNPROCESSABLE, str(error)) from None
         if config.num_beams > MAX_NUM_BEAMS:
-            raise ServiceError(UNPROCESSABLE, f"generate_parameters: num_beams={config.num_beams}: at most "
-                                              f"{MAX_NUM_BEAMS} on this service")
+            raise ServiceError(UNPROCESSABLE, f"num_beams={config.num_beams}: at most {MAX_NUM_BEAMS} on this service")
         if max_length > self.positions:
-            raise ServiceError(UNPROCESSABLE, f"generate_parameters: a summary of {max_length} tokens (start token "
-                                              f"included) is longer than the model's {self.positions} positions")
+            raise ServiceError(UNPROCESSABLE, f"a summary of {max_length} tokens (start token included) is longer "
+                                              f"than the model's {self.positions} positions")
 
     def summarize(self, options: SummaryOptions, texts: list[str]) -> list[Summary]:
         """The summaries of `texts`, in order (run by the batcher's worker thread)."""

@@ -16,8 +16,10 @@ from ..errors import UserError
 from ..pipeline.summarizer import Summarizer
 from .app import ENDPOINTS, build_app
 from .engine import SummaryEngine
+from .errors import ServiceError
 from .limits import ServiceLimits
 from .metrics import ServiceMetrics
+from .payload import SummaryOptions
 
 logger = logging.getLogger(__name__)
 LISTEN_BACKLOG = 2048  # connections the kernel holds before the server accepts them (uvicorn's default)
@@ -27,17 +29,21 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def serve_forever(summarizer: Summarizer, *, model_name: str, limits: ServiceLimits, api_key: str | None,
                   host: str, port: int, log_level: str = "info") -> None:
     """Serve `summarizer` (its model loaded, its options the defaults) on host:port (0: any free port) until a
-    stop signal; a UserError when the address cannot be used."""
-    sock = listen(host, port)
+    stop signal; a UserError when the defaults cannot work with the model or the address cannot be used."""
     metrics = ServiceMetrics(ENDPOINTS)
     engine = SummaryEngine(summarizer, model_name=model_name, max_batch_size=limits.max_batch_size, metrics=metrics)
+    try:
+        engine.check(SummaryOptions())
+    except ServiceError as error:
+        raise UserError(f"the summaries' defaults cannot work with this model: {error.message}") from None
+    sock = listen(host, port)
     app = build_app(engine, limits=limits, metrics=metrics, api_key=api_key)
     if not is_loopback(host) and api_key is None:
         logger.warning("listening on %s without an API key: anyone who can reach this port can use the service "
                        "(set --api-key or BIGBIRD_PEGASUS_API_KEY)", host)
     bound_host, bound_port = sock.getsockname()[:2]
     logger.info("serving %s on http://%s:%d (SIGTERM or Ctrl-C stops it)", model_name,
-                   f"[{bound_host}]" if ":" in bound_host else bound_host, bound_port)
+                f"[{bound_host}]" if ":" in bound_host else bound_host, bound_port)
     config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=None,
                             server_header=False)
     with _stop_signals_end_quietly():
