@@ -15,7 +15,6 @@ Needs the test and bench extras (`pip install -e ".[test,bench]"`): the random w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -42,7 +41,7 @@ PAGE_TOKENS = 1024  # a document of --tokens is built from paragraphs until it h
 def main() -> None:
     args = parse_args()
     size = "tiny" if args.tiny else "large"
-    model = served_checkpoint(Path(ensure_checkpoint(tiny=args.tiny)), size)
+    model = served_checkpoint(Path(ensure_checkpoint(tiny=args.tiny)), size=size)
     documents = make_documents(model, count=max(args.requests or 0, 2 * max(args.concurrency), 8),
                                tokens=args.tokens)
     runs = []
@@ -77,7 +76,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def served_checkpoint(weights: Path, size: str) -> Path:
+def served_checkpoint(weights: Path, *, size: str) -> Path:
     """A folder with the random weights (linked) and a SentencePiece tokenizer trained for them."""
     from helpers.spm import train_pegasus_spm
 
@@ -113,7 +112,7 @@ def measure(model: Path, documents: list[str], *, concurrency: int, mode: str, m
     """One run: a fresh server, a warm-up request, then `documents` sent by `concurrency` clients."""
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "server.log"
-        server, url = start(model, log, max_batch_size=max_batch_size, args=args)
+        server, url = start(model, log=log, max_batch_size=max_batch_size, args=args)
         try:
             with httpx.Client(base_url=url, timeout=None, limits=httpx.Limits(max_connections=concurrency)) as client:
                 client.post("/", json={"inputs": documents[0]})  # first-call costs outside the measurement
@@ -135,7 +134,7 @@ def measure(model: Path, documents: list[str], *, concurrency: int, mode: str, m
             "batches": batch_sizes(before, after), "peak_rss_gib": peak, "server_exit_status": exit_status}
 
 
-def start(model: Path, log: Path, *, max_batch_size: int, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def start(model: Path, *, log: Path, max_batch_size: int, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     length = args.new_tokens + 1  # the start token counts in --max-length
     command = [sys.executable, "-m", "bigbird_pegasus", "serve", "--model", str(model), "--port", "0",
                "--threads", str(args.threads), "--max-batch-size", str(max_batch_size),

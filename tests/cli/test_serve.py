@@ -50,7 +50,7 @@ def test_bad_service_options_are_one_line(tiny_checkpoint, args, env, fragment, 
 def test_listening_beyond_this_machine_without_a_key_warns(tiny_checkpoint, monkeypatch, caplog, host, api_key,
                                                            warned):
     # the tests bind 127.0.0.1 only: the socket asked for `host` is a loopback one, and uvicorn does not run
-    monkeypatch.setattr(server, "listen", lambda host, port: socket.create_server(("127.0.0.1", 0)))
+    monkeypatch.setattr(server, "listen", lambda host, *, port: socket.create_server(("127.0.0.1", 0)))
     monkeypatch.setattr(server.uvicorn.Server, "run", lambda self, sockets: sockets[0].close())
     summarizer = Summarizer(tiny_checkpoint, device="cpu")
     with caplog.at_level(logging.WARNING, logger="bigbird_pegasus.serve"):

@@ -23,7 +23,7 @@ class Recorder:
         self.gate = threading.Event()
         self.gate_running = threading.Event()
 
-    def __call__(self, options, texts):
+    def __call__(self, texts, *, options):
         if "gate" in texts:
             self.gate_running.set()
             assert self.gate.wait(SETTLE)
@@ -47,7 +47,7 @@ def started(recorder: Recorder, **limits) -> DynamicBatcher:
 def hold_worker(batcher: DynamicBatcher, recorder: Recorder):
     """Occupy the worker with the gate document (it starts once its window ends: the batcher's max_wait_ms must be
     short); the documents queued next wait until the gate opens."""
-    ticket = batcher.submit(["gate"], "gate")
+    ticket = batcher.submit(["gate"], options="gate")
     assert recorder.gate_running.wait(SETTLE)
     return ticket
 
@@ -58,7 +58,7 @@ def results(ticket) -> list[str]:
 
 def test_requests_arriving_within_the_window_share_one_batch(recorder):
     batcher = started(recorder, max_batch_size=8, max_wait_ms=NEVER)
-    tickets = [batcher.submit(texts, "same") for texts in (["a"], ["b", "c"], ["d"])]
+    tickets = [batcher.submit(texts, options="same") for texts in (["a"], ["b", "c"], ["d"])]
     batcher.close()  # the window never ends here: closing runs what waits
     assert [results(ticket) for ticket in tickets] == [["a!"], ["b!", "c!"], ["d!"]]
     assert recorder.batches == [("same", ["a", "b", "c", "d"])]
@@ -66,8 +66,8 @@ def test_requests_arriving_within_the_window_share_one_batch(recorder):
 
 def test_a_full_batch_starts_at_once_and_never_exceeds_max_batch_size(recorder):
     batcher = started(recorder, max_batch_size=2, max_wait_ms=NEVER)
-    first = batcher.submit(["a", "b", "c"], "same")
-    second = batcher.submit(["d", "e"], "same")
+    first = batcher.submit(["a", "b", "c"], options="same")
+    second = batcher.submit(["d", "e"], options="same")
     assert first.futures[0].result(timeout=SETTLE) == "a!", "a full batch does not wait for the window"
     assert second.futures[0].result(timeout=SETTLE) == "d!"
     assert batcher.waiting_documents == 1, "the last document, alone, waits for its window"
@@ -78,8 +78,8 @@ def test_a_full_batch_starts_at_once_and_never_exceeds_max_batch_size(recorder):
 def test_only_documents_with_equal_options_share_a_batch(recorder):
     batcher = started(recorder, max_batch_size=8)
     hold_worker(batcher, recorder)
-    beams = [batcher.submit([text], ("num_beams", 2)) for text in ("a", "c")]
-    plain = [batcher.submit([text], ()) for text in ("b", "d")]
+    beams = [batcher.submit([text], options=("num_beams", 2)) for text in ("a", "c")]
+    plain = [batcher.submit([text], options=()) for text in ("b", "d")]
     recorder.gate.set()
     batcher.close()
     assert [results(t) for t in beams + plain] == [["a!"], ["c!"], ["b!"], ["d!"]]
@@ -90,7 +90,7 @@ def test_the_oldest_document_goes_first_with_those_nearest_its_length(recorder):
     batcher = started(recorder, max_batch_size=3, max_wait_ms=0)
     hold_worker(batcher, recorder)
     for length in (100, 5, 95, 10, 103):
-        batcher.submit(["x" * length], "same")
+        batcher.submit(["x" * length], options="same")
     recorder.gate.set()
     batcher.close()
     assert [[len(text) for text in texts] for _, texts in recorder.batches[1:]] == [[100, 103, 95], [5, 10]]
@@ -99,13 +99,13 @@ def test_the_oldest_document_goes_first_with_those_nearest_its_length(recorder):
 def test_a_full_queue_refuses_a_request_until_one_leaves(recorder):
     batcher = started(recorder, max_queue=2)
     hold_worker(batcher, recorder)
-    waiting = [batcher.submit(["a", "b"], "same"), batcher.submit(["c"], "same")]
+    waiting = [batcher.submit(["a", "b"], options="same"), batcher.submit(["c"], options="same")]
     assert batcher.is_full() and batcher.waiting_requests == 2 and batcher.waiting_documents == 3
     with pytest.raises(QueueFull) as refused:
-        batcher.submit(["d"], "same")
+        batcher.submit(["d"], options="same")
     assert refused.value.retry_after >= 1
     assert batcher.cancel(waiting[0]) == 2
-    later = batcher.submit(["d"], "same")
+    later = batcher.submit(["d"], options="same")
     recorder.gate.set()
     batcher.close()
     assert results(waiting[1]) == ["c!"] and results(later) == ["d!"]
@@ -125,8 +125,8 @@ def test_cancelling_a_request_whose_documents_all_started_changes_nothing(record
 def test_a_failing_batch_fails_its_own_requests_and_the_worker_goes_on(recorder):
     batcher = started(recorder, max_batch_size=2, max_wait_ms=0)
     hold_worker(batcher, recorder)
-    failing = batcher.submit(["boom", "x"], "same")
-    fine = batcher.submit(["y"], "same")
+    failing = batcher.submit(["boom", "x"], options="same")
+    fine = batcher.submit(["y"], options="same")
     recorder.gate.set()
     with pytest.raises(RuntimeError, match="the model failed"):
         failing.futures[1].result(timeout=SETTLE)
@@ -136,8 +136,8 @@ def test_a_failing_batch_fails_its_own_requests_and_the_worker_goes_on(recorder)
 
 def test_closing_runs_what_is_queued_then_refuses_requests(recorder):
     batcher = started(recorder, max_wait_ms=NEVER)
-    ticket = batcher.submit(["a", "b"], "same")
+    ticket = batcher.submit(["a", "b"], options="same")
     batcher.close()
     assert results(ticket) == ["a!", "b!"]
     with pytest.raises(QueueFull):
-        batcher.submit(["c"], "same")
+        batcher.submit(["c"], options="same")

@@ -21,7 +21,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 RECENT_WEIGHT = 0.2  # share of the newest batch in the running mean of batch times (a mean over ~5 batches)
 
-RunBatch = Callable[[Hashable, list[str]], Sequence[Any]]
+RunBatch = Callable[..., Sequence[Any]]  # run_batch(texts, *, options) -> one result per text
 
 
 class QueueFull(Exception):
@@ -54,20 +54,20 @@ class Ticket:
 
 
 class DynamicBatcher:
-    """Runs `run_batch(options, texts) -> results` (one result per text, in order) on batches formed from the
-    documents of concurrent requests with equal options. `on_batch(documents, seconds)` is told of every batch run.
+    """Runs `run_batch(texts, options=...) -> results` (one result per text, in order) on batches formed from the
+    documents of concurrent requests with equal options. `on_batch(documents, seconds=...)` is told of every batch.
 
     Use: `start()`; per request `ticket = submit(texts, options)`, wait for `ticket.futures`, `cancel(ticket)` if
     the request stops waiting; `close()` runs what is queued, then stops the worker.
     """
 
     def __init__(self, run_batch: RunBatch, *, max_batch_size: int, max_wait_ms: float, max_queue: int,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[..., None] | None = None):
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
         self._max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
-        self._on_batch = on_batch or (lambda documents, seconds: None)
+        self._on_batch = on_batch or (lambda documents, *, seconds: None)
         self._queue: list[_Document] = []  # in arrival order
         self._waiting_requests = 0
         self._running_documents = 0
@@ -109,7 +109,7 @@ class DynamicBatcher:
         batches = math.ceil((len(self._queue) + 1) / self.max_batch_size)
         return max(1, math.ceil(batches * self._mean_batch_seconds))
 
-    def submit(self, texts: Sequence[str], options: Hashable) -> Ticket:
+    def submit(self, texts: Sequence[str], *, options: Hashable) -> Ticket:
         """Queue the documents of one request; QueueFull when `max_queue` requests are already waiting."""
         with self._condition:
             if self._closing or self.is_full():
@@ -178,7 +178,7 @@ class DynamicBatcher:
         """Run one batch and resolve its documents' futures; a failure fails this batch's requests only."""
         started = time.monotonic()
         try:
-            results = self._run_batch(batch[0].options, [document.text for document in batch])
+            results = self._run_batch([document.text for document in batch], options=batch[0].options)
         except Exception as error:  # noqa: BLE001 (the worker must outlive any failure of one batch)
             logger.exception("a batch of %d documents failed", len(batch))
             for document in batch:
@@ -189,4 +189,4 @@ class DynamicBatcher:
         seconds = time.monotonic() - started
         self._mean_batch_seconds += RECENT_WEIGHT * (seconds - self._mean_batch_seconds)
         self._running_documents = 0
-        self._on_batch(len(batch), seconds)
+        self._on_batch(len(batch), seconds=seconds)

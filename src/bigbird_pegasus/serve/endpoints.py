@@ -50,9 +50,9 @@ class Endpoints:
         self._authorize(request)
         self._check_declared_size(request)
         self._refuse_when_full()
-        wanted = parse_summary_request(await self._read_body(request, deadline))
+        wanted = parse_summary_request(await self._read_body(request, deadline=deadline))
         self.engine.check(wanted.options)
-        return await self._answer(request, wanted.texts, wanted.options, deadline)
+        return await self._answer(request, wanted.texts, options=wanted.options, deadline=deadline)
 
     async def upload(self, request: Request) -> Response:
         """`POST /upload?filename=NAME&...`: the body is a .txt or .pdf file, summarized as one document."""
@@ -62,14 +62,14 @@ class Endpoints:
         self._refuse_when_full()
         filename, options = parse_upload_query(request.query_params.multi_items())
         self.engine.check(options)
-        body = await self._read_body(request, deadline)
+        body = await self._read_body(request, deadline=deadline)
         reading = asyncio.to_thread(uploaded_text, body, filename=filename,
                                     content_type=request.headers.get("content-type"))
         try:
             text = await asyncio.wait_for(reading, timeout=max(deadline - _now(), 0))
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
             raise self._timed_out("the file could not be read") from None
-        return await self._answer(request, [text], options, deadline)
+        return await self._answer(request, [text], options=options, deadline=deadline)
 
     async def page(self, request: Request) -> Response:
         """`GET /`: the page where a person pastes text or uploads a file (it asks for the key when one is set)."""
@@ -120,15 +120,15 @@ class Endpoints:
         return ServiceError(504, f"{what} within --request-timeout {self.limits.request_timeout:g} s{then}; retry "
                                  "later, or send shorter documents or a smaller max_length")
 
-    async def _read_body(self, request: Request, deadline: float) -> bytes:
+    async def _read_body(self, request: Request, *, deadline: float) -> bytes:
         """The whole body, at most max_request_bytes of it, read before the deadline."""
         self._bodies_in_flight += 1
         try:
-            return await self._read_bounded_body(request, deadline)
+            return await self._read_bounded_body(request, deadline=deadline)
         finally:
             self._bodies_in_flight -= 1
 
-    async def _read_bounded_body(self, request: Request, deadline: float) -> bytes:
+    async def _read_bounded_body(self, request: Request, *, deadline: float) -> bytes:
         chunks: list[bytes] = []
         received = 0
 
@@ -147,12 +147,12 @@ class Endpoints:
                                     f"{self.limits.request_timeout:g} s") from None
         return b"".join(chunks)
 
-    async def _answer(self, request: Request, texts: list[str], options: SummaryOptions,
+    async def _answer(self, request: Request, texts: list[str], *, options: SummaryOptions,
                       deadline: float) -> Response:
         """Queue the texts, wait for their summaries; 503 when the queue is full, 504 past the deadline, and
         nothing (status 499, for the metrics) when the client leaves first."""
         try:
-            ticket = self.batcher.submit(texts, options)
+            ticket = self.batcher.submit(texts, options=options)
         except QueueFull as full:
             raise self._busy(full.retry_after) from None
         results = asyncio.gather(*(asyncio.wrap_future(future) for future in ticket.futures))

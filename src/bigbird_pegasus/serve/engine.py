@@ -44,7 +44,7 @@ class SummaryEngine:
             raise ServiceError(UNPROCESSABLE, f"a summary of {max_length} tokens (start token included) is longer "
                                               f"than the model's {self.positions} positions")
 
-    def summarize(self, options: SummaryOptions, texts: list[str]) -> list[Summary]:
+    def summarize(self, texts: list[str], *, options: SummaryOptions) -> list[Summary]:
         """The summaries of `texts`, in order (run by the batcher's worker thread)."""
         summaries = self._summarizer(options).summarize(texts)
         if self.metrics is not None:

@@ -71,7 +71,7 @@ class ServiceMetrics:
         self.requests.labels(endpoint, str(status)).inc()
         self.request_seconds.labels(endpoint).observe(seconds)
 
-    def record_batch(self, documents: int, seconds: float) -> None:
+    def record_batch(self, documents: int, *, seconds: float) -> None:
         self.batch_documents.observe(documents)
         self.batch_seconds.observe(seconds)
 

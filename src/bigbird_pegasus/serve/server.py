@@ -36,7 +36,7 @@ def serve_forever(summarizer: Summarizer, *, model_name: str, limits: ServiceLim
         engine.check(SummaryOptions())
     except ServiceError as error:
         raise UserError(f"the summaries' defaults cannot work with this model: {error.message}") from None
-    sock = listen(host, port)
+    sock = listen(host, port=port)
     app = build_app(engine, limits=limits, metrics=metrics, api_key=api_key)
     if not is_loopback(host) and api_key is None:
         logger.warning("listening on %s without an API key: anyone who can reach this port can use the service "
@@ -50,7 +50,7 @@ def serve_forever(summarizer: Summarizer, *, model_name: str, limits: ServiceLim
         uvicorn.Server(config).run(sockets=[sock])
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, *, port: int) -> socket.socket:
     """A socket listening on host:port; a UserError saying why it cannot (address in use, unknown host, ...)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
