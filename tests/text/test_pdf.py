@@ -59,6 +59,13 @@ def test_an_odd_page_header_seen_once_is_dropped_by_its_place():
     assert RUNNING_HEADERS[1] not in extract_pdf_text(paper.pdf, source="paper.pdf")
 
 
+def test_a_header_on_one_page_of_two_is_dropped_as_small_print_set_apart():
+    paper = typeset_paper(seed=4, sections=2, columns=1)
+    assert paper.pages == 2 and raw_text(paper.pdf).count(RUNNING_HEADERS[0]) == 1
+    text = extract_pdf_text(paper.pdf, source="paper.pdf")
+    assert RUNNING_HEADERS[0] not in text and text.split("\n\n") == paper.text
+
+
 def test_running_headers_and_page_numbers_are_dropped(paper, paper_text):
     held = raw_text(paper.pdf)
     for header in RUNNING_HEADERS:

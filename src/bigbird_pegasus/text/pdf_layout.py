@@ -3,7 +3,8 @@
 Each page's words are grouped into rows (words sharing a baseline, across the whole page width). Rows at the top
 and bottom edges of pages that repeat on other pages (numbers aside: "Journal 12 (2024), page 3") are running
 headers and footers, and so is an edge row standing exactly where they stand (a header alternating between odd
-and even pages may be seen once); an edge row that is only a page number ("3", "Page 3 of 9", "- iv -") is
+and even pages may be seen once), and a top row in small print set well apart from the text below it (a header
+seen once in a short document); an edge row that is only a page number ("3", "Page 3 of 9", "- iv -") is
 dropped too.
 A page is read in two columns when a vertical gutter separates the words of most rows: rows that cross it
 (titles, the abstract, wide figures) split the page into bands, and each band is read left column first.
@@ -25,6 +26,8 @@ GUTTER_GAP = 1.0  # a gap of at least this many row heights between words can be
 GUTTER_BAND = (0.3, 0.7)  # where a gutter is looked for, as fractions of the text's width
 GUTTER_STEP = 2.0  # points between the positions tried for a gutter
 MIN_COLUMN_ROWS = 3  # rows each column needs for a page to be read as two columns
+SMALL_PRINT = 0.9  # a row whose words are lower than this share of the document's usual height is small print
+SET_APART = 1.5  # a row this many usual word heights above the next is set apart from it
 _PAGE_NUMBER = re.compile(r"[-–—\s]*(page\s+)?(\d{1,4}|[ivxlcdm]{1,7})(\s*(/|of)\s*\d{1,4})?[-–—\s]*",
                           re.IGNORECASE)
 
@@ -96,7 +99,8 @@ def reading_order(pages: Sequence[PageWords]) -> list[Line]:
     lines: list[Line] = []
     for page, page_rows in zip(pages, rows):
         edges = _edge_indices(len(page_rows))
-        kept = [row for index, row in enumerate(page_rows) if index not in edges or not _is_running(row, running)]
+        kept = [row for index, row in enumerate(page_rows)
+                if index not in edges or not _is_running(index, page_rows, running)]
         lines.extend(_page_lines(kept, page=page.number))
     return lines
 
@@ -116,10 +120,11 @@ def _rows(words: list[Word]) -> list[Row]:
 class _RunningRows:
     """What running headers and footers look like in a document: their texts (`_row_key`) and the heights on
     the page where they stand (rounded to points), for the pages whose header text is not repeated (a header
-    alternating between odd and even pages seen once)."""
+    alternating between odd and even pages seen once); and the usual height of its words."""
 
     keys: set[str]
     places: set[int]
+    word_height: float
 
 
 def _running_rows(pages: list[list[Row]]) -> _RunningRows:
@@ -131,13 +136,24 @@ def _running_rows(pages: list[list[Row]]) -> _RunningRows:
     keys = {key for key, count in seen.items() if count >= needed}
     places = {round(rows[index][0].bottom) for rows in pages for index in _edge_indices(len(rows))
               if _row_key(rows[index]) in keys}
-    return _RunningRows(keys, places)
+    heights = [word.height for rows in pages for row in rows for word in row]
+    return _RunningRows(keys, places, float(np.median(heights)) if heights else 0.0)
 
 
-def _is_running(row: Row, running: _RunningRows) -> bool:
-    """Whether an edge row is a running header or footer, or a page number."""
-    return (_row_key(row) in running.keys or round(row[0].bottom) in running.places
-            or _PAGE_NUMBER.fullmatch(" ".join(word.text for word in row)) is not None)
+def _is_running(index: int, rows: list[Row], running: _RunningRows) -> bool:
+    """Whether the edge row `rows[index]` is a running header or footer, or a page number: its text or its place
+    is a running row's, or it is a number alone, or it heads the page in small print, set apart from the rest
+    (a running header seen once, in a short document)."""
+    row = rows[index]
+    if _row_key(row) in running.keys or round(row[0].bottom) in running.places:
+        return True
+    if _PAGE_NUMBER.fullmatch(" ".join(word.text for word in row)):
+        return True
+    if index > 0 or len(rows) == 1:
+        return False
+    height = max(word.height for word in row)
+    gap_below = min(word.bottom for word in row) - max(word.top for word in rows[1])
+    return height < SMALL_PRINT * running.word_height and gap_below > SET_APART * running.word_height
 
 
 def _row_key(row: Row) -> str:
