@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,11 +22,11 @@ import numpy as np
 
 EDGE_ROWS = 2  # rows at the top and at the bottom of a page that may be running headers or footers
 RUNNING_SHARE = 0.25  # an edge row repeated on at least this share of the pages (and on two) is a running one
-ROW_TOLERANCE = 0.5  # words whose centres differ by less than this many heights share a row
+ROW_TOLERANCE = 0.5  # the centres of a row's words lie within this many heights of its lowest word
 GUTTER_GAP = 1.0  # a gap of at least this many row heights between words can be a column gutter
 GUTTER_BAND = (0.3, 0.7)  # where a gutter is looked for, as fractions of the text's width
 GUTTER_STEP = 2.0  # points between the positions tried for a gutter
-MIN_COLUMN_ROWS = 3  # rows each column needs for a page to be read as two columns
+MIN_COLUMN_ROWS = 1  # rows each column needs for a page to be read as two columns (the last page may hold one)
 SMALL_PRINT = 0.9  # a row whose words are lower than this share of the document's usual height is small print
 SET_APART = 1.5  # a row this many usual word heights above the next is set apart from it
 _PAGE_NUMBER = re.compile(r"[-–—\s]*(page\s+)?(\d{1,4}|[ivxlcdm]{1,7})(\s*(/|of)\s*\d{1,4})?[-–—\s]*",
@@ -86,7 +87,8 @@ class Line:
 
     @property
     def height(self) -> float:
-        return max(word.height for word in self.words)
+        """The median height of its words (the size of its type, whatever a tall symbol in it)."""
+        return statistics.median(word.height for word in self.words)
 
 
 Row = list[Word]  # words sharing a baseline, left to right
@@ -107,13 +109,20 @@ def reading_order(pages: Sequence[PageWords]) -> list[Line]:
 
 def _rows(words: list[Word]) -> list[Row]:
     """Words grouped by baseline, top of the page first; each row sorted left to right."""
-    rows: list[Row] = []
-    for word in sorted(words, key=lambda w: -w.centre):
-        if rows and rows[-1][0].centre - word.centre < ROW_TOLERANCE * min(rows[-1][0].height, word.height):
-            rows[-1].append(word)
-        else:
-            rows.append([word])
-    return [sorted(row, key=lambda w: w.left) for row in rows]
+    return [sorted(row, key=lambda w: w.left) for row in _split_rows(sorted(words, key=lambda w: -w.centre))]
+
+
+def _split_rows(words: list[Word]) -> list[Row]:
+    """Words sorted by centre (top first) cut into rows: at the widest gap between consecutive centres, again
+    and again, until no row's centres span more than ROW_TOLERANCE of its lowest word. (Cutting wherever the
+    centres move past a tolerance instead would part words of one line whose centres differ by a hair, when the
+    line of the other column sits near that tolerance.)"""
+    if not words:
+        return []
+    if words[0].centre - words[-1].centre <= ROW_TOLERANCE * min(word.height for word in words):
+        return [words]
+    widest = max(range(1, len(words)), key=lambda index: words[index - 1].centre - words[index].centre)
+    return _split_rows(words[:widest]) + _split_rows(words[widest:])
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ HYPHENS = ("-", SOFT_HYPHEN)
 PARAGRAPH_GAP = 1.3  # a baseline distance over this many times the usual one starts a paragraph
 INDENT = 0.6  # an indentation of this many line heights starts a paragraph
 SHORT_LINE = 2.0  # a line ending this many line heights short of its column's right edge ends a paragraph
+TYPE_CHANGE = 1.08  # lines whose heights differ by this factor are set in different sizes (10 and 11 points: 1.1)
 MAX_PITCH = 3.0  # baselines further apart than this many line heights are not consecutive lines of a paragraph
 # Headings of the references section: alone on their line, maybe numbered ("7 References", "VII. REFERENCES").
 _REFERENCES_HEADING = re.compile(
@@ -80,8 +81,11 @@ class _Layout:
         return cls(edges, height, statistics.median(distances) if distances else height)
 
     def starts_paragraph(self, previous: Line, line: Line) -> bool:
-        """Whether `line` starts a paragraph after `previous`: it is indented, `previous` stops short, or (in the
-        same column) the space between them is wider than usual for their size."""
+        """Whether `line` starts a paragraph after `previous`: its type is of another size, it is indented,
+        `previous` stops short, or (when `line` stands below it) the space between them is wider than usual for
+        their size."""
+        if max(line.height, previous.height) > TYPE_CHANGE * min(line.height, previous.height):
+            return True  # another size of type: a heading, or the text after it
         same_column = (previous.page, previous.column) == (line.page, line.column)
         column_left, _ = self.edges[line.page, line.column]
         indent = INDENT * line.height
@@ -92,8 +96,9 @@ class _Layout:
         right_edge = min(column_right, line.right) if same_column else column_right
         if right_edge - previous.right > SHORT_LINE * previous.height:
             return True
-        gap = previous.bottom - line.bottom
-        return same_column and gap > PARAGRAPH_GAP * self.pitch * previous.height / self.height
+        gap = previous.bottom - line.bottom  # measured where `line` comes below `previous` (not at a column's top)
+        below = previous.page == line.page and gap > 0 and line.left < previous.right and previous.left < line.right
+        return below and gap > PARAGRAPH_GAP * self.pitch * previous.height / self.height
 
 
 def _join(text: str, line: str, *, spelled: set[str]) -> str:
