@@ -15,6 +15,7 @@ layer (scanned pages) each raise a `DocumentError` naming the file and saying wh
 
 from __future__ import annotations
 
+import functools
 import sys
 import unicodedata
 
@@ -116,6 +117,7 @@ def _words(textpage) -> list[Word]:
     return words
 
 
+@functools.cache
 def _character(code: int) -> str | None:
     """The text of one character code (PDFium spells ligatures out: "ﬁ" comes as "f", "i"): its line-end hyphen
     and soft hyphens as SOFT_HYPHEN, any whitespace (no-break, thin, ...) a space; None for control, zero-width

@@ -13,6 +13,7 @@ A page is read in two columns when a vertical gutter separates the words of most
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import statistics
 from collections.abc import Sequence
@@ -69,23 +70,23 @@ class Line:
     page: int
     column: str
 
-    @property
+    @functools.cached_property
     def text(self) -> str:
         return " ".join(word.text for word in self.words)
 
-    @property
+    @functools.cached_property
     def left(self) -> float:
         return self.words[0].left
 
-    @property
+    @functools.cached_property
     def right(self) -> float:
         return self.words[-1].right
 
-    @property
+    @functools.cached_property
     def bottom(self) -> float:
         return min(word.bottom for word in self.words)
 
-    @property
+    @functools.cached_property
     def height(self) -> float:
         """The median height of its words (the size of its type, whatever a tall symbol in it)."""
         return statistics.median(word.height for word in self.words)
@@ -108,21 +109,26 @@ def reading_order(pages: Sequence[PageWords]) -> list[Line]:
 
 
 def _rows(words: list[Word]) -> list[Row]:
-    """Words grouped by baseline, top of the page first; each row sorted left to right."""
-    return [sorted(row, key=lambda w: w.left) for row in _split_rows(sorted(words, key=lambda w: -w.centre))]
+    """Words grouped by baseline, top of the page first; each row sorted left to right.
 
-
-def _split_rows(words: list[Word]) -> list[Row]:
-    """Words sorted by centre (top first) cut into rows: at the widest gap between consecutive centres, again
-    and again, until no row's centres span more than ROW_TOLERANCE of its lowest word. (Cutting wherever the
-    centres move past a tolerance instead would part words of one line whose centres differ by a hair, when the
-    line of the other column sits near that tolerance.)"""
-    if not words:
-        return []
-    if words[0].centre - words[-1].centre <= ROW_TOLERANCE * min(word.height for word in words):
-        return [words]
-    widest = max(range(1, len(words)), key=lambda index: words[index - 1].centre - words[index].centre)
-    return _split_rows(words[:widest]) + _split_rows(words[widest:])
+    The words, sorted by centre, are cut at the widest gap between consecutive centres, again and again, until
+    no row's centres span more than ROW_TOLERANCE of its lowest word. (Cutting wherever the centres move past a
+    tolerance instead would part words of one line whose centres differ by a hair, when the line of the other
+    column sits near that tolerance.)"""
+    ordered = sorted(words, key=lambda word: -word.centre)
+    centres = np.array([word.centre for word in ordered])                                 # (w,)
+    heights = np.array([word.height for word in ordered])                                 # (w,)
+    gaps = centres[:-1] - centres[1:]                                                     # (w - 1,)
+    rows: list[Row] = []
+    pending = [(0, len(ordered))] if ordered else []
+    while pending:  # ranges of `ordered`, the topmost on top of the stack
+        start, end = pending.pop()
+        if centres[start] - centres[end - 1] <= ROW_TOLERANCE * heights[start:end].min():
+            rows.append(sorted(ordered[start:end], key=lambda word: word.left))
+            continue
+        cut = start + 1 + int(np.argmax(gaps[start:end - 1]))
+        pending += [(cut, end), (start, cut)]
+    return rows
 
 
 @dataclass(frozen=True)
