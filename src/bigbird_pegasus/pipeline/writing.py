@@ -21,9 +21,19 @@ def summaries_as_text(results: Sequence[Summary]) -> str:
 
 def summaries_as_jsonl(results: Sequence[Summary]) -> str:
     """One JSON object per line: id, summary, input_tokens, truncated, chunks, seconds."""
-    return "".join(json.dumps({"id": r.id, "summary": r.summary, "input_tokens": r.input_tokens,
-                               "truncated": r.truncated, "chunks": r.chunks, "seconds": r.seconds},
-                              ensure_ascii=False) + "\n" for r in results)
+    return "".join(summary_record(result) for result in results)
+
+
+def summary_record(result: Summary) -> str:
+    """One line of a JSON Lines output (line break included)."""
+    return json.dumps({"id": result.id, "summary": result.summary, "input_tokens": result.input_tokens,
+                       "truncated": result.truncated, "chunks": result.chunks, "seconds": result.seconds},
+                      ensure_ascii=False) + "\n"
+
+
+def id_key(value) -> str:
+    """A document id as a key that tells 7 from "7" (ids are JSON strings or numbers)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def render(results: Sequence[Summary], *, path: str) -> str:
