@@ -1,7 +1,8 @@
 """Lines of a PDF, in reading order, joined into paragraphs; the references section and what follows dropped.
 
-A new paragraph starts after a wider vertical gap than the document's usual line spacing, at an indented line,
-and after a line that stops well short of its column's right edge (the last line of a paragraph, a heading).
+A new paragraph starts at another size of type, at an indented line, after a line that stops well short of its
+column's right edge (the last line of a paragraph, a heading), and after a wider vertical gap than the
+document's usual line spacing.
 A word broken at a line end ("experi-" + "ment", or PDFium's soft-hyphen mark) is joined back without its
 hyphen when the next line goes on in lower case, unless the document spells the word with the hyphen elsewhere
 and never without ("long-" + "term" stays "long-term").
