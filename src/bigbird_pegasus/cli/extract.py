@@ -9,11 +9,10 @@ import sys
 from collections.abc import Callable
 
 from ..errors import DocumentError, UserError
-from ..text.documents import JSONL_SUFFIXES, InputFormat, document_text, list_documents
+from ..text.documents import JSONL_SUFFIXES, TEXT_SUFFIXES, InputFormat, document_text, list_documents
 from .running import warn
 
 HELP = "Print the text the model reads of each document: a PDF's cleaned text, a text file's paragraphs."
-TEXT_SUFFIXES = (".txt",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

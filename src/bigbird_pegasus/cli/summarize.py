@@ -152,7 +152,7 @@ def _summarize_at_once(args: argparse.Namespace, documents, *, skipped: list) ->
 
     from ..checkpoint.atomic import write_file_atomically
     from ..errors import DocumentError
-    from ..pipeline.writing import render, summaries_as_text
+    from ..pipeline.writing import summaries_as_text
 
     texts, ids = [], []
     for document in documents:
@@ -174,7 +174,7 @@ def _summarize_at_once(args: argparse.Namespace, documents, *, skipped: list) ->
     _report_truncation([result for result in results if result.truncated], limit=summarizer.limit)
 
     if args.output:
-        write_file_atomically(args.output, render(results, path=args.output))
+        write_file_atomically(args.output, summaries_as_text(results))
     else:
         sys.stdout.write(summaries_as_text(results))
         sys.stdout.flush()
@@ -230,9 +230,10 @@ def _shard(text: str):
 
 
 def _process_device(device: str | None, procs) -> str | None:
-    """Under torchrun on GPUs, each process on the GPU of its local rank (unless --device names one)."""
+    """Under torchrun on GPUs, each process on the GPU of its local rank (unless --device names one); more
+    processes than GPUs share them in turn."""
     import torch
 
     if procs.distributed and device in (None, "cuda") and torch.cuda.is_available():
-        return f"cuda:{procs.local_rank}"
+        return f"cuda:{procs.local_rank % torch.cuda.device_count()}"
     return device

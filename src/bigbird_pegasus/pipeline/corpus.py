@@ -116,11 +116,12 @@ def summarize_corpus(plan: CorpusPlan, summarizer: Summarizer, *, skip_errors: b
 def _unique_keys(documents: Sequence[Document]) -> list[str]:
     """The id key of each document; a UserError when two share an id (a run resumes by id)."""
     keys = [id_key(document.id) for document in documents]
-    if len(set(keys)) < len(keys):
-        seen: set[str] = set()
-        twice = next(key for key in keys if key in seen or seen.add(key))
-        raise UserError(f"two documents have the id {twice}: a JSON Lines output needs one id per document "
-                        "(give each file once; with --id-field, ids that differ)")
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise UserError(f"two documents have the id {key}: a JSON Lines output needs one id per document "
+                            "(give each file once; with --id-field, ids that differ)")
+        seen.add(key)
     return keys
 
 

@@ -27,6 +27,7 @@ STDIN_NAME = "<stdin>"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PDF_SUFFIX = ".pdf"
 FOLDER_SUFFIXES = (PDF_SUFFIX, ".txt", ".md") + JSONL_SUFFIXES  # the files a folder's documents are read from
+TEXT_SUFFIXES = (".txt",)  # text outputs (one summary, or one document's text, after another)
 
 
 class InputFormat(str, enum.Enum):
