@@ -45,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
         warn(f"skipped {problem}")
     as_jsonl = args.output is not None and args.output.lower().endswith(JSONL_SUFFIXES)
     several = len(documents) > 1
-
     written = 0
 
     def write_all(write: Callable[[str], None]) -> None:
