@@ -13,6 +13,7 @@ from ..modeling.model import BigBirdPegasusModel
 from ..modeling.outputs import Seq2SeqQuestionAnsweringModelOutput, as_requested
 from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 
+
 class BigBirdPegasusForQuestionAnswering(BigBirdPegasusPreTrainedModel):
     """Span extraction: start and end logits over the decoder positions."""
 
