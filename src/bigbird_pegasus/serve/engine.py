@@ -12,8 +12,8 @@ from .errors import ServiceError
 from .metrics import ServiceMetrics
 from .payload import GENERATE_PARAMETERS, UNPROCESSABLE, SummaryOptions
 
-# Beams per document a request may ask for: decoding work and memory grow with the beam width (the published
-# checkpoints use 5; beyond 16 beams, summaries rarely change while a request costs 3x the default's time).
+# Beams per document a request may ask for: a bound on one request's work, since decoding time and memory grow with
+# the beam width (the published checkpoints use 5).
 MAX_NUM_BEAMS = 16
 
 
