@@ -89,6 +89,8 @@ def test_a_client_that_leaves_gives_up_its_place_in_the_queue(server):
                                                       timeout=120).raise_for_status())
     busy.start()
     wait_until(lambda: server.metrics()["bigbird_pegasus_running_documents"] == 1, "the long request runs")
+    assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
+    assert server.metrics()["bigbird_pegasus_running_documents"] == 1, "health was answered while the model worked"
     address = urlsplit(server.url)
     leaving = socket.create_connection((address.hostname, address.port), timeout=30)
     body = b'{"inputs": "A request whose client will not wait for it."}'
