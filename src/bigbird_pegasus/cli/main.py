@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import evaluate, extract, finetune, summarize
+from . import evaluate, extract, finetune, serve, summarize
 from .running import PROGRAM, run_as_command
 
 
@@ -32,6 +32,7 @@ SUBCOMMANDS = [
     Subcommand("extract", extract.HELP, extract.add_arguments, extract.run),
     Subcommand("evaluate", evaluate.HELP, evaluate.add_arguments, evaluate.run),
     Subcommand("finetune", finetune.HELP, finetune.add_arguments, finetune.run, finetune.INTERRUPTED),
+    Subcommand("serve", serve.HELP, serve.add_arguments, serve.run),
 ]
 
 

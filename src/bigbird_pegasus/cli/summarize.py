@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from ..errors import UserError
-from ..modeling.cache import CrossAttentionCache
 from ..text.documents import JSONL_SUFFIXES, InputFormat
-from .arguments import non_negative_int, positive_int
+from .arguments import positive_int
 from .running import warn
+from .summarizer_options import (add_generation_arguments, add_long_input_arguments, add_model_arguments,
+                                 build_summarizer)
 
 HELP = "Summarize documents (PDF, text, Markdown, JSON Lines, folders of them, or standard input)."
 INTERRUPTED = "interrupted (a run with -o FILE.jsonl keeps the summaries it wrote: go on with --resume)"
@@ -18,7 +19,6 @@ MAX_TRUNCATION_LINES = 10  # per-document truncation warnings printed before sum
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Inputs, model, generation, long-document and output options of `summarize`."""
-    from ..pipeline.loading import DEFAULT_MODEL
     from ..pipeline.summarizer import DEFAULT_BATCH_SIZE
 
     inputs = parser.add_argument_group("input")
@@ -36,38 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on an unreadable or empty document (a corrupt PDF, one that needs a password or has "
                              "no text layer): stop (default), or skip it, say why, and go on")
 
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL,
-                       help="checkpoint folder or Hugging Face hub id (default: %(default)s)")
-    model.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                       help="weights and activations dtype (default: as saved)")
-    model.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    model.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's choice)")
+    model = add_model_arguments(parser)
     model.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                        help="documents (or windows) per batch, grouped by length (default: %(default)s)")
-
-    generation = parser.add_argument_group("generation (default: the checkpoint's generation settings)")
-    generation.add_argument("--num-beams", type=positive_int, help="beam search width (1: greedy)")
-    generation.add_argument("--length-penalty", type=float, help="beam score exponent on length (>1: longer)")
-    generation.add_argument("--max-length", type=positive_int, help="most summary tokens, start token included")
-    generation.add_argument("--min-length", type=non_negative_int, help="fewest summary tokens before </s>")
-    generation.add_argument("--no-repeat-ngram-size", type=non_negative_int,
-                            help="never repeat an n-gram of this size (0: allowed)")
-    generation.add_argument("--cross-attention-cache", choices=[mode.value for mode in CrossAttentionCache],
-                            default=CrossAttentionCache.KEYS_AND_VALUES.value,
-                            help="kept per document for the decoder's cross-attention: keys_and_values (the fastest, "
-                                 "default), values (half that memory) or none (only the encoder states; the least "
-                                 "memory, the slowest steps); the summaries are the same")
-
-    long_input = parser.add_argument_group("long documents and text")
-    long_input.add_argument("--long-input", choices=("truncate", "chunk"), default="truncate",
-                            help="a document longer than the model's positions is cut (default) or read in "
-                                 "overlapping windows whose summaries are summarized again")
-    long_input.add_argument("--chunk-overlap", type=non_negative_int, metavar="TOKENS",
-                            help="tokens that consecutive windows may share (default: 1/8 of the positions)")
-    long_input.add_argument("--newlines", choices=("auto", "token", "space"), default="auto",
-                            help="paragraph breaks reach the model as <n> (token) or as spaces (space); auto: <n> "
-                                 "when the tokenizer has that piece (default)")
+    add_generation_arguments(parser)
+    add_long_input_arguments(parser)
 
     output = parser.add_argument_group("output")
     output.add_argument("-o", "--output", metavar="PATH",
@@ -134,7 +107,7 @@ def _summarize_corpus(args: argparse.Namespace, documents, *, skipped: int, proc
     if plan.already_done and procs.is_main:
         warn(f"resuming: {plan.already_done} of {len(plan.order)} documents are already summarized in {args.output}")
     args.device = _process_device(args.device, procs)
-    summarizer = _summarizer(args)
+    summarizer = build_summarizer(args, batch_size=args.batch_size)
     show_progress = procs.is_main and (sys.stderr.isatty() if args.progress is None else args.progress)
     run = summarize_corpus(plan, summarizer, skip_errors=args.errors == "skip", progress=show_progress,
                            report=warn)
@@ -166,7 +139,7 @@ def _summarize_at_once(args: argparse.Namespace, documents, *, skipped: list) ->
             warn(f"skipped {problem}")
     if not texts:
         raise UserError(f"no documents to summarize ({len(skipped)} skipped)")
-    summarizer = _summarizer(args)
+    summarizer = build_summarizer(args, batch_size=args.batch_size)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     with tqdm(total=len(texts), unit="doc", desc="summarizing", file=sys.stderr, disable=not show_progress,
               dynamic_ncols=True) as bar, logging_redirect_tqdm():
@@ -181,25 +154,6 @@ def _summarize_at_once(args: argparse.Namespace, documents, *, skipped: list) ->
     if skipped:
         warn(f"summarized {len(results)} documents, skipped {len(skipped)}")
     return 0
-
-
-def _summarizer(args: argparse.Namespace):
-    """The Summarizer the options ask for; bad option values and unloadable models become UserErrors."""
-    from ..checkpoint.hub import is_local
-    from ..errors import ModelLoadError
-    from ..pipeline.summarizer import Summarizer
-
-    try:
-        return Summarizer(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
-                          batch_size=args.batch_size, long_input=args.long_input, chunk_overlap=args.chunk_overlap,
-                          newlines=args.newlines, num_beams=args.num_beams, length_penalty=args.length_penalty,
-                          max_length=args.max_length, min_length=args.min_length,
-                          no_repeat_ngram_size=args.no_repeat_ngram_size,
-                          cross_attention_cache=args.cross_attention_cache)
-    except ModelLoadError as error:
-        raise UserError(str(error) if is_local(args.model) else f"{str(error).rstrip('.')} (--model FOLDER).") from None
-    except ValueError as error:
-        raise UserError(str(error)) from None
 
 
 def _report_truncation(truncated, *, limit: int) -> None:

@@ -76,7 +76,7 @@ class JsonRow:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             value = "\n".join(value)
         if not isinstance(value, str):
-            raise DocumentError(self.source, f"field {field!r} holds {_json_kind(value)}, not text", self.line)
+            raise DocumentError(self.source, f"field {field!r} holds {json_kind(value)}, not text", self.line)
         return value
 
     def id(self, field: str) -> str | int | float:
@@ -85,7 +85,7 @@ class JsonRow:
             raise DocumentError(self.source, f"no id field {field!r} (--id-field)", self.line)
         value = self.values[field]
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise DocumentError(self.source, f"id field {field!r} holds {_json_kind(value)}; "
+            raise DocumentError(self.source, f"id field {field!r} holds {json_kind(value)}; "
                                 "expected a string or a number", self.line)
         return value
 
@@ -196,7 +196,7 @@ def json_rows(source: str, *, stdin: BinaryIO | None = None, skip_errors: bool =
             except json.JSONDecodeError as error:
                 raise DocumentError(name, f"not valid JSON: {error.msg} (column {error.colno})", number) from None
             if not isinstance(values, dict):
-                raise DocumentError(name, f"expected a JSON object, found {_json_kind(values)}", number)
+                raise DocumentError(name, f"expected a JSON object, found {json_kind(values)}", number)
             yield JsonRow(name, number, values)
         except DocumentError as error:
             _skip_or_raise(error, skip_errors, skipped if skipped is not None else [])
@@ -250,6 +250,7 @@ def _skip_or_raise(error: DocumentError, skip: bool, skipped: list[DocumentError
     skipped.append(error)
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for messages: "an object", "a list", "a string", "true/false", "null", "a number"."""
     kinds = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
     return kinds.get(type(value), "a number")
