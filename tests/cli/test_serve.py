@@ -27,10 +27,14 @@ def test_a_port_in_use_is_one_line(tiny_checkpoint):
     failed(result, f"bigbird-pegasus serve: error: cannot listen on 127.0.0.1:{port}: Address already in use")
 
 
-def test_defaults_the_model_cannot_follow_are_refused_before_listening(tiny_checkpoint):
-    result = run_cli("serve", "--model", str(tiny_checkpoint), "--port", "0", "--max-length", "600")
-    failed(result, "bigbird-pegasus serve: error: the summaries' defaults cannot work with this model: a summary of "
-                   "600 tokens (start token included) is longer than the model's 512 positions")
+@pytest.mark.parametrize("option, message", [
+    (["--max-length", "600"], "a summary of 600 tokens (start token included) is longer than the model's 512 positions"),
+    (["--num-beams", "17"], "the summaries' defaults cannot work with this model: num_beams=17: at most 16 on this "
+                            "service"),
+], ids=["past the positions", "past the service's beams"])
+def test_defaults_the_model_cannot_follow_are_refused_before_listening(tiny_checkpoint, option, message):
+    result = run_cli("serve", "--model", str(tiny_checkpoint), "--port", "0", *option)
+    failed(result, f"bigbird-pegasus serve: error: {message}")
 
 
 @pytest.mark.parametrize("args, env, fragment, status", [

@@ -282,6 +282,8 @@ def test_hub_messages_are_printed_once(tmp_path):
     (["short.txt", *MODEL, "-o", "out/summaries.csv"], "out/summaries.csv: the output must end in .txt"),
     (["short.txt", *MODEL, "-o", "no_folder/summaries.txt"], "no_folder/summaries.txt: cannot write there, folder"),
     (["blank.txt", "empty.txt", "missing.txt", "--errors", "skip", *MODEL], "no documents to summarize (3 skipped)"),
+    (["short.txt", *MODEL, "--max-length", "600"], "a summary of 600 tokens (start token included) is longer than "
+                                                   "the model's 512 positions"),
 ])
 def test_other_failures_say_what_is_wrong(workdir, monkeypatch, capsys, args, message):
     monkeypatch.chdir(workdir)

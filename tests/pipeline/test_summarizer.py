@@ -107,6 +107,10 @@ def test_api_rejects_bad_arguments(tiny_checkpoint, summarizer):
         Summarizer(tiny_checkpoint, cross_attention_cache="keys")
     with pytest.raises(ValueError, match="unknown device 'nonsense'"):
         Summarizer(tiny_checkpoint, device="nonsense")
+    with pytest.raises(ValueError, match="a summary of 600 tokens .* longer than the model's 512 positions"):
+        Summarizer(tiny_checkpoint, max_length=600)
+    with pytest.raises(ValueError, match="num_beams=0: must be a positive integer"):
+        Summarizer(tiny_checkpoint, num_beams=0)
 
 
 @pytest.mark.parametrize("long_input", ["truncate", "chunk"])

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from ..generation.config import GenerationConfig
-from ..generation.settings import resolve_cross_attention_cache
+from ..generation.settings import (resolve_cross_attention_cache, resolve_generation_config, resolve_lengths,
+                                   validate_generation_config)
 from ..heads.conditional_generation import BigBirdPegasusForConditionalGeneration
 from ..modeling.cache import CrossAttentionCache
 from ..text.newlines import NewlineMode, clean_summary, model_input
@@ -130,6 +131,7 @@ class Summarizer:
             raise ValueError(f"chunk_overlap must be between 0 and {self.limit // 2 - 1} tokens, got {overlap}")
         self.chunker = Chunker(self._count_tokens, limit=self.limit, overlap=overlap, mode=self.newlines)
         self.generation_options = {name: value for name, value in generation_options.items() if value is not None}
+        _check_generation_options(self.model, self.generation_options)
         self.generation_options["cross_attention_cache"] = resolve_cross_attention_cache(
             cross_attention_cache, decoder=self.model.get_decoder())
 
@@ -249,6 +251,15 @@ class Summarizer:
 def _summary(label: Any, document: _Progress) -> Summary:
     return Summary(label, document.summary, document.input_tokens, document.truncated, document.chunks,
                    round(document.seconds, 3))
+
+
+def _check_generation_options(model: BigBirdPegasusForConditionalGeneration, options: dict[str, Any]) -> None:
+    """A ValueError naming the first generation option that cannot work with `model` (an invalid value, or a
+    summary longer than the decoder's positions), before any document is read."""
+    config, length_is_default = resolve_generation_config(model.generation_config, passed=None, kwargs=options)
+    validate_generation_config(config)
+    resolve_lengths(config, prompt_length=1, length_is_default=length_is_default,
+                    max_positions=model.config.max_position_embeddings)
 
 
 def summarize(texts: str | Sequence[str], model: str | os.PathLike = DEFAULT_MODEL, **options: Any

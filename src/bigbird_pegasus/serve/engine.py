@@ -34,15 +34,12 @@ class SummaryEngine:
         config = self._generation_config(options)
         try:
             validate_generation_config(config)
-            max_length, _ = resolve_lengths(config, prompt_length=1, length_is_default=config.max_length is None,
-                                            max_positions=self.positions)
+            resolve_lengths(config, prompt_length=1, length_is_default=config.max_length is None,
+                            max_positions=self.positions)
         except ValueError as error:
             raise ServiceError(UNPROCESSABLE, str(error)) from None
         if config.num_beams > MAX_NUM_BEAMS:
             raise ServiceError(UNPROCESSABLE, f"num_beams={config.num_beams}: at most {MAX_NUM_BEAMS} on this service")
-        if max_length > self.positions:
-            raise ServiceError(UNPROCESSABLE, f"a summary of {max_length} tokens (start token included) is longer "
-                                              f"than the model's {self.positions} positions")
 
     def summarize(self, texts: list[str], *, options: SummaryOptions) -> list[Summary]:
         """The summaries of `texts`, in order (run by the batcher's worker thread)."""
