@@ -20,7 +20,9 @@ ALLOWED = {
     "heads": {"config", "generation", "modeling"},
     "pipeline": {"errors", "config", "checkpoint", "text", "modeling", "generation", "heads"},
     "finetune": {"errors", "config", "checkpoint", "text", "modeling", "heads", "pipeline"},
-    "cli": {"errors", "config", "checkpoint", "text", "modeling", "generation", "heads", "pipeline", "finetune"},
+    "serve": {"errors", "config", "checkpoint", "text", "modeling", "generation", "heads", "pipeline"},
+    "cli": {"errors", "config", "checkpoint", "text", "modeling", "generation", "heads", "pipeline", "finetune",
+            "serve"},
 }
 MAX_LINES = 450
 

@@ -42,9 +42,10 @@ FILES = {
     "bad.jsonl": b'{"document": "Fine first line."}\n{"document": "unterminated\n{"document": "Fine third."}\n',
     "nofield.jsonl": b'{"document": "Fine."}\n{"id": 2, "text": "Wrong field."}\n',
     "notext.jsonl": b'{"document": 42}\n',
-    "kept.jsonl": b"old content\n",
+    "kept.txt": b"old content\n",
     "not_a_model/config.json": b'{"model_type": "bert", "hidden_size": 32}\n',
     "folder/inside.txt": b"A file in a folder.",
+    "nodocs/notes.rst": b"Not a document suffix.",
 }
 MODEL = ("--model", "tiny")
 
@@ -63,9 +64,9 @@ RUNS = {
                             "float32", "--device", "cpu", "--threads", "1", "--newlines", "space",
                             "--cross-attention-cache", "none"], None),
     # every unreadable document, skipped; a failing run with an existing output; unusable models
-    "skip": (["summarize", "short.txt", "empty.txt", "blank.txt", "missing.txt", "folder", "binary.bin",
+    "skip": (["summarize", "short.txt", "empty.txt", "blank.txt", "missing.txt", "nodocs", "binary.bin",
               "latin1.txt", "bad.jsonl", "nofield.jsonl", "--errors", "skip", *MODEL], None),
-    "failed_run_keeps_output": (["summarize", "short.txt", "blank.txt", *MODEL, "-o", "kept.jsonl"], None),
+    "failed_run_keeps_output": (["summarize", "short.txt", "blank.txt", *MODEL, "-o", "kept.txt"], None),
     "not_a_checkpoint": (["summarize", "short.txt", "--model", "not_a_model"], None),
     "missing_model_folder": (["summarize", "short.txt", "--model", "./no_such_model"], None),
     "default_model_offline": (["summarize", "short.txt"], None),
@@ -212,7 +213,7 @@ DOCUMENT_ERRORS = {
     "empty.txt": "empty.txt: empty document",
     "blank.txt": "blank.txt: empty document (nothing but whitespace)",
     "missing.txt": "missing.txt: no such file",
-    "folder": "folder: is a folder, not a file",
+    "nodocs": "nodocs: is a folder without documents (no .pdf, .txt, .md, .jsonl, .ndjson files in it)",
     "binary.bin": "binary.bin:2: binary content (a NUL byte), not text",
     "latin1.txt": "latin1.txt:3: not UTF-8 text (byte 0xe9 at column 4)",
     "bad.jsonl": "bad.jsonl:2: not valid JSON: Unterminated string",
@@ -225,7 +226,7 @@ def test_errors_skip_goes_on_and_counts_what_it_skipped(runs, api):
     result = runs["skip"]
     succeeded(result)
     assert result.stdout.splitlines() == api([SHORT, "Fine first line.", "Fine third.", "Fine."])
-    for name in ["empty.txt", "blank.txt", "missing.txt", "folder", "binary.bin", "latin1.txt", "bad.jsonl",
+    for name in ["empty.txt", "blank.txt", "missing.txt", "nodocs", "binary.bin", "latin1.txt", "bad.jsonl",
                  "nofield.jsonl"]:
         assert f"bigbird-pegasus: skipped {DOCUMENT_ERRORS[name]}" in result.stderr
     assert "summarized 4 documents, skipped 8" in result.stderr
@@ -240,10 +241,11 @@ def test_bad_input_fails_with_a_message_naming_the_file_and_line(workdir, monkey
     assert err.count("\n") == 1
 
 
-def test_a_failed_run_leaves_an_existing_output_untouched(runs, workdir):
+def test_a_failed_run_leaves_an_existing_text_output_untouched(runs, workdir):
+    """A .txt output is written at the end, once every document was read (JSON Lines: tests/cli/test_corpus.py)."""
     failed(runs["failed_run_keeps_output"], DOCUMENT_ERRORS["blank.txt"])
-    assert (workdir / "kept.jsonl").read_bytes() == b"old content\n"
-    assert not [p for p in workdir.iterdir() if p.name.startswith(".kept.jsonl")]
+    assert (workdir / "kept.txt").read_bytes() == b"old content\n"
+    assert not [p for p in workdir.iterdir() if p.name.startswith(".kept.txt")]
 
 
 @pytest.mark.parametrize("name, fragments", [
@@ -280,6 +282,8 @@ def test_hub_messages_are_printed_once(tmp_path):
     (["short.txt", *MODEL, "-o", "out/summaries.csv"], "out/summaries.csv: the output must end in .txt"),
     (["short.txt", *MODEL, "-o", "no_folder/summaries.txt"], "no_folder/summaries.txt: cannot write there, folder"),
     (["blank.txt", "empty.txt", "missing.txt", "--errors", "skip", *MODEL], "no documents to summarize (3 skipped)"),
+    (["short.txt", *MODEL, "--max-length", "600"], "a summary of 600 tokens (start token included) is longer than "
+                                                   "the model's 512 positions"),
 ])
 def test_other_failures_say_what_is_wrong(workdir, monkeypatch, capsys, args, message):
     monkeypatch.chdir(workdir)

@@ -107,3 +107,32 @@ def test_api_rejects_bad_arguments(tiny_checkpoint, summarizer):
         Summarizer(tiny_checkpoint, cross_attention_cache="keys")
     with pytest.raises(ValueError, match="unknown device 'nonsense'"):
         Summarizer(tiny_checkpoint, device="nonsense")
+    with pytest.raises(ValueError, match="a summary of 600 tokens .* longer than the model's 512 positions"):
+        Summarizer(tiny_checkpoint, max_length=600)
+    with pytest.raises(ValueError, match="num_beams=0: must be a positive integer"):
+        Summarizer(tiny_checkpoint, num_beams=0)
+
+
+@pytest.mark.parametrize("long_input", ["truncate", "chunk"])
+def test_each_summary_is_reported_once_as_soon_as_its_last_batch_is_done(tiny_checkpoint, long_input):
+    """`finished` gets each document's Summary when the batch that ends it is done, in the order they end (the
+    longest first, as batches are grouped by length); chunked documents end at their last level."""
+    summarizer = Summarizer(tiny_checkpoint, device="cpu", batch_size=2, long_input=long_input, max_length=30)
+    texts = ["A short note.", long_document(pages=2, seed=8), english_paragraphs(1, seed=9)[0]]
+    events = []
+    generate = summarizer.model.generate
+
+    def counting_generate(*args, **options):
+        events.append("batch")
+        return generate(*args, **options)
+
+    summarizer.model.generate = counting_generate
+    results = summarizer.summarize(texts, ids=["short", "long", "medium"], progress=lambda n: events.append(n),
+                                   finished=events.append)
+    finished = [event for event in events if not isinstance(event, (str, int))]
+    assert sorted(summary.id for summary in finished) == ["long", "medium", "short"]
+    assert {summary.id: summary for summary in finished} == {result.id: result for result in results}
+    assert sum(event for event in events if isinstance(event, int)) == 3
+    assert events[-1] == 1 and events[-2] is finished[-1]  # each report follows the batch that ended it
+    if long_input == "truncate":
+        assert events == ["batch", finished[0], finished[1], 2, "batch", finished[2], 1]

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import evaluate, finetune, summarize
+from . import evaluate, extract, finetune, serve, summarize
 from .running import PROGRAM, run_as_command
 
 
@@ -28,9 +28,11 @@ class Subcommand:
 
 
 SUBCOMMANDS = [
-    Subcommand("summarize", summarize.HELP, summarize.add_arguments, summarize.run),
+    Subcommand("summarize", summarize.HELP, summarize.add_arguments, summarize.run, summarize.INTERRUPTED),
+    Subcommand("extract", extract.HELP, extract.add_arguments, extract.run),
     Subcommand("evaluate", evaluate.HELP, evaluate.add_arguments, evaluate.run),
     Subcommand("finetune", finetune.HELP, finetune.add_arguments, finetune.run, finetune.INTERRUPTED),
+    Subcommand("serve", serve.HELP, serve.add_arguments, serve.run),
 ]
 
 

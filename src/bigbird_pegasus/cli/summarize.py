@@ -6,102 +6,148 @@ import argparse
 import sys
 
 from ..errors import UserError
-from ..modeling.cache import CrossAttentionCache
-from .arguments import non_negative_int, positive_int
+from ..text.documents import JSONL_SUFFIXES, InputFormat
+from .arguments import positive_int
 from .running import warn
+from .summarizer_options import (add_generation_arguments, add_long_input_arguments, add_model_arguments,
+                                 build_summarizer)
 
-HELP = "Summarize documents (text, Markdown, JSON Lines or standard input)."
+HELP = "Summarize documents (PDF, text, Markdown, JSON Lines, folders of them, or standard input)."
+INTERRUPTED = "interrupted (a run with -o FILE.jsonl keeps the summaries it wrote: go on with --resume)"
 MAX_TRUNCATION_LINES = 10  # per-document truncation warnings printed before summing up the rest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Inputs, model, generation, long-document and output options of `summarize`."""
-    from ..pipeline.loading import DEFAULT_MODEL
     from ..pipeline.summarizer import DEFAULT_BATCH_SIZE
 
     inputs = parser.add_argument_group("input")
     inputs.add_argument("files", nargs="*", metavar="FILE",
-                        help="text or Markdown files (one document each), JSON Lines files (.jsonl, one document "
-                             "per line), or - for standard input (the default when it is not a terminal)")
-    inputs.add_argument("--input-format", choices=("auto", "text", "jsonl"), default="auto",
-                        help="read every FILE as text or as JSON Lines (default: by suffix; standard input is text)")
+                        help="PDF, text or Markdown files (one document each), JSON Lines files (.jsonl, one "
+                             "document per line), folders (every .pdf, .txt, .md and .jsonl file under them, in "
+                             "sorted order), or - for standard input (the default when it is not a terminal)")
+    inputs.add_argument("--input-format", choices=[kind.value for kind in InputFormat], default="auto",
+                        help="read every FILE as text, JSON Lines or PDF (default: by suffix; standard input is "
+                             "text)")
     inputs.add_argument("--text-field", default="document",
                         help="JSON Lines field with the text (default: %(default)s)")
     inputs.add_argument("--id-field", help="JSON Lines field with the document's id (default: FILE:LINE)")
     inputs.add_argument("--errors", choices=("fail", "skip"), default="fail",
-                        help="on an unreadable or empty document: stop (default), or skip it and go on")
+                        help="on an unreadable or empty document (a corrupt PDF, one that needs a password or has "
+                             "no text layer): stop (default), or skip it, say why, and go on")
 
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL,
-                       help="checkpoint folder or Hugging Face hub id (default: %(default)s)")
-    model.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                       help="weights and activations dtype (default: as saved)")
-    model.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    model.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's choice)")
+    model = add_model_arguments(parser)
     model.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                        help="documents (or windows) per batch, grouped by length (default: %(default)s)")
-
-    generation = parser.add_argument_group("generation (default: the checkpoint's generation settings)")
-    generation.add_argument("--num-beams", type=positive_int, help="beam search width (1: greedy)")
-    generation.add_argument("--length-penalty", type=float, help="beam score exponent on length (>1: longer)")
-    generation.add_argument("--max-length", type=positive_int, help="most summary tokens, start token included")
-    generation.add_argument("--min-length", type=non_negative_int, help="fewest summary tokens before </s>")
-    generation.add_argument("--no-repeat-ngram-size", type=non_negative_int,
-                            help="never repeat an n-gram of this size (0: allowed)")
-    generation.add_argument("--cross-attention-cache", choices=[mode.value for mode in CrossAttentionCache],
-                            default=CrossAttentionCache.KEYS_AND_VALUES.value,
-                            help="kept per document for the decoder's cross-attention: keys_and_values (the fastest, "
-                                 "default), values (half that memory) or none (only the encoder states; the least "
-                                 "memory, the slowest steps); the summaries are the same")
-
-    long_input = parser.add_argument_group("long documents and text")
-    long_input.add_argument("--long-input", choices=("truncate", "chunk"), default="truncate",
-                            help="a document longer than the model's positions is cut (default) or read in "
-                                 "overlapping windows whose summaries are summarized again")
-    long_input.add_argument("--chunk-overlap", type=non_negative_int, metavar="TOKENS",
-                            help="tokens that consecutive windows may share (default: 1/8 of the positions)")
-    long_input.add_argument("--newlines", choices=("auto", "token", "space"), default="auto",
-                            help="paragraph breaks reach the model as <n> (token) or as spaces (space); auto: <n> "
-                                 "when the tokenizer has that piece (default)")
+    add_generation_arguments(parser)
+    add_long_input_arguments(parser)
 
     output = parser.add_argument_group("output")
     output.add_argument("-o", "--output", metavar="PATH",
                         help=".txt (one summary per line) or .jsonl (id, summary, input_tokens, truncated, chunks, "
                              "seconds); default: summaries on standard output, one per line")
     output.add_argument("--progress", action=argparse.BooleanOptionalAction,
-                        help="progress bar on standard error (default: when it is a terminal)")
+                        help="progress bar on standard error (default: when it is a terminal; under torchrun, the "
+                             "first process's)")
+    corpus = parser.add_argument_group("corpus runs (-o FILE.jsonl: each summary appended as soon as it is done)")
+    existing = corpus.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="go on with the run that wrote the output: skip the documents it holds")
+    existing.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    corpus.add_argument("--shard", type=_shard, metavar="K/N",
+                        help="summarize only shard K of N (K from 0): the documents at positions K, K+N, K+2N, "
+                             "...; for launchers without torchrun (SLURM arrays, Kubernetes indexed jobs), each "
+                             "shard with its own -o file")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read every document, summarize them in length-grouped batches, write the summaries in input order."""
+    """Read the documents, summarize them in length-grouped batches, write the summaries in input order: to a
+    JSON Lines file as they are done (resumable, shared out over shards and torchrun's processes), or at the end
+    to a text file or standard output."""
+    from ..pipeline.sharing import processes
+    from ..pipeline.writing import check_output_path
+    from ..text.documents import list_documents
+
+    if args.output:
+        check_output_path(args.output)
+    corpus = args.output is not None and args.output.lower().endswith(JSONL_SUFFIXES)
+    with processes() as procs:
+        _check_corpus_options(args, corpus=corpus, distributed=procs.distributed)
+        sources = args.files or [_stdin_source()]
+        documents, skipped = list_documents(sources, input_format=InputFormat(args.input_format),
+                                            text_field=args.text_field, id_field=args.id_field,
+                                            skip_errors=args.errors == "skip",
+                                            exclude=[args.output] if args.output else ())
+        if procs.is_main:
+            for problem in skipped:
+                warn(f"skipped {problem}")
+        if not documents:
+            raise UserError(f"no documents to summarize ({len(skipped)} skipped)")
+        if corpus:
+            return _summarize_corpus(args, documents, skipped=len(skipped), procs=procs)
+        return _summarize_at_once(args, documents, skipped=skipped)
+
+
+def _check_corpus_options(args: argparse.Namespace, *, corpus: bool, distributed: bool) -> None:
+    """Options of corpus runs need a JSON Lines output."""
+    needs = [name for name, given in (("--resume", args.resume), ("--overwrite", args.overwrite),
+                                      ("--shard", args.shard), ("torchrun", distributed)) if given]
+    if needs and not corpus:
+        raise UserError(f"{needs[0]} needs a JSON Lines output (-o FILE.jsonl), which keeps each summary as soon as "
+                        "it is done")
+
+
+def _summarize_corpus(args: argparse.Namespace, documents, *, skipped: int, procs) -> int:
+    """Append each summary to the JSON Lines output as it is done; merge in input order at the end."""
+    from ..pipeline.corpus import plan_corpus, summarize_corpus
+    from ..pipeline.sharing import Shard
+
+    plan = plan_corpus(documents, output=args.output, resume=args.resume, overwrite=args.overwrite,
+                       shard=args.shard or Shard(), processes=procs)
+    if plan.already_done and procs.is_main:
+        warn(f"resuming: {plan.already_done} of {len(plan.order)} documents are already summarized in {args.output}")
+    args.device = _process_device(args.device, procs)
+    summarizer = build_summarizer(args, batch_size=args.batch_size)
+    show_progress = procs.is_main and (sys.stderr.isatty() if args.progress is None else args.progress)
+    run = summarize_corpus(plan, summarizer, skip_errors=args.errors == "skip", progress=show_progress,
+                           report=warn)
+    _report_truncation(run.truncated, limit=summarizer.limit)
+    if procs.is_main and (skipped or run.skipped):
+        warn(f"summarized {run.summarized} documents, skipped {skipped + run.skipped}")
+    return 0
+
+
+def _summarize_at_once(args: argparse.Namespace, documents, *, skipped: list) -> int:
+    """Read every document first (a problem stops the run before the model is loaded), summarize them all,
+    then write the summaries to the text output or standard output."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..checkpoint.atomic import write_file_atomically
-    from ..pipeline.writing import check_output_path, render, summaries_as_text
-    from ..text.documents import InputFormat, read_documents
+    from ..errors import DocumentError
+    from ..pipeline.writing import summaries_as_text
 
-    if args.output:
-        check_output_path(args.output)
-    sources = args.files or [_stdin_source()]
-    documents, skipped = read_documents(sources, input_format=InputFormat(args.input_format),
-                                        text_field=args.text_field, id_field=args.id_field,
-                                        skip_errors=args.errors == "skip")
-    for problem in skipped:
-        warn(f"skipped {problem}")
-    if not documents:
+    texts, ids = [], []
+    for document in documents:
+        try:
+            texts.append(document.read())
+            ids.append(document.id)
+        except DocumentError as problem:
+            if args.errors != "skip":
+                raise
+            skipped.append(problem)
+            warn(f"skipped {problem}")
+    if not texts:
         raise UserError(f"no documents to summarize ({len(skipped)} skipped)")
-
-    summarizer = _summarizer(args)
+    summarizer = build_summarizer(args, batch_size=args.batch_size)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    with tqdm(total=len(documents), unit="doc", desc="summarizing", file=sys.stderr, disable=not show_progress,
+    with tqdm(total=len(texts), unit="doc", desc="summarizing", file=sys.stderr, disable=not show_progress,
               dynamic_ncols=True) as bar, logging_redirect_tqdm():
-        results = summarizer.summarize([d.text for d in documents], ids=[d.id for d in documents],
-                                       progress=bar.update)
-    _report_truncation(results, limit=summarizer.limit)
+        results = summarizer.summarize(texts, ids=ids, progress=bar.update)
+    _report_truncation([result for result in results if result.truncated], limit=summarizer.limit)
 
     if args.output:
-        write_file_atomically(args.output, render(results, path=args.output))
+        write_file_atomically(args.output, summaries_as_text(results))
     else:
         sys.stdout.write(summaries_as_text(results))
         sys.stdout.flush()
@@ -110,28 +156,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summarizer(args: argparse.Namespace):
-    """The Summarizer the options ask for; bad option values and unloadable models become UserErrors."""
-    from ..checkpoint.hub import is_local
-    from ..errors import ModelLoadError
-    from ..pipeline.summarizer import Summarizer
-
-    try:
-        return Summarizer(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
-                          batch_size=args.batch_size, long_input=args.long_input, chunk_overlap=args.chunk_overlap,
-                          newlines=args.newlines, num_beams=args.num_beams, length_penalty=args.length_penalty,
-                          max_length=args.max_length, min_length=args.min_length,
-                          no_repeat_ngram_size=args.no_repeat_ngram_size,
-                          cross_attention_cache=args.cross_attention_cache)
-    except ModelLoadError as error:
-        raise UserError(str(error) if is_local(args.model) else f"{str(error).rstrip('.')} (--model FOLDER).") from None
-    except ValueError as error:
-        raise UserError(str(error)) from None
-
-
-def _report_truncation(results, *, limit: int) -> None:
+def _report_truncation(truncated, *, limit: int) -> None:
     """One warning per truncated document (the first few), then how many more."""
-    truncated = [result for result in results if result.truncated]
     for result in truncated[:MAX_TRUNCATION_LINES]:
         warn(f"{result.id}: {result.input_tokens:,} tokens, the model reads {limit:,}: {result.truncated:,} tokens "
              "were cut (--long-input chunk reads them all)")
@@ -145,3 +171,23 @@ def _stdin_source() -> str:
     if sys.stdin is None or sys.stdin.isatty():
         raise UserError("no input: pass FILE arguments, or pipe text into standard input")
     return "-"
+
+
+def _shard(text: str):
+    """argparse type: K/N."""
+    from ..pipeline.sharing import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _process_device(device: str | None, procs) -> str | None:
+    """Under torchrun on GPUs, each process on the GPU of its local rank (unless --device names one); more
+    processes than GPUs share them in turn."""
+    import torch
+
+    if procs.distributed and device in (None, "cuda") and torch.cuda.is_available():
+        return f"cuda:{procs.local_rank % torch.cuda.device_count()}"
+    return device

@@ -129,7 +129,8 @@ def decoder_prompt(decoder_input_ids: torch.Tensor | None, *, start_id: int, doc
 
 def resolve_lengths(config: GenerationConfig, *, prompt_length: int, length_is_default: bool,
                     max_positions: int) -> tuple[int, int]:
-    """Total decoder lengths (prompt included) (max_length, min_length), as the reference counts them."""
+    """Total decoder lengths (prompt included) (max_length, min_length), as the reference counts them; a
+    ValueError when they leave no room for a token or need more than the decoder's `max_positions`."""
     if config.max_new_tokens is not None:
         max_length = prompt_length + config.max_new_tokens
     elif length_is_default:
@@ -139,6 +140,9 @@ def resolve_lengths(config: GenerationConfig, *, prompt_length: int, length_is_d
     if prompt_length >= max_length:
         raise ValueError(f"max_length={max_length}: the decoder prompt already holds {prompt_length} tokens; "
                          "raise max_length or set max_new_tokens")
+    if max_length > max_positions:
+        raise ValueError(f"a summary of {max_length} tokens (start token included) is longer than the model's "
+                         f"{max_positions} positions: lower max_length or max_new_tokens")
     min_length = config.min_length
     if config.min_new_tokens is not None:
         min_length = prompt_length + config.min_new_tokens

@@ -15,6 +15,7 @@ from ..modeling.model import BigBirdPegasusDecoder, token_embedding
 from ..modeling.outputs import CausalLMOutput, as_requested
 from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 
+
 class BigBirdPegasusDecoderWrapper(nn.Module):
     """Holds the decoder under `model.decoder`, the reference's state-dict layout for the causal LM."""
 

@@ -16,6 +16,7 @@ from ..modeling.model import BigBirdPegasusModel, shift_tokens_right
 from ..modeling.outputs import Seq2SeqLMOutput, as_requested, seq2seq_fields
 from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 
+
 class BigBirdPegasusForConditionalGeneration(GenerationMixin, BigBirdPegasusPreTrainedModel):
     """The summarizer: the bare model, an LM head tied to the shared embedding and `final_logits_bias`."""
 

@@ -14,6 +14,7 @@ from ..modeling.model import BigBirdPegasusModel
 from ..modeling.outputs import Seq2SeqQuestionAnsweringModelOutput, as_requested, seq2seq_fields
 from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 
+
 class BigBirdPegasusForQuestionAnswering(BigBirdPegasusPreTrainedModel):
     """Span extraction: start and end logits over the decoder positions."""
 

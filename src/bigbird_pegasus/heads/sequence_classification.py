@@ -15,6 +15,7 @@ from ..modeling.model import BigBirdPegasusModel
 from ..modeling.outputs import Seq2SeqSequenceClassifierOutput, as_requested, seq2seq_fields
 from ..modeling.pretrained import BigBirdPegasusPreTrainedModel
 
+
 class BigBirdPegasusClassificationHead(nn.Module):
     """dropout -> dense -> tanh -> dropout -> out_proj, as the reference."""
 

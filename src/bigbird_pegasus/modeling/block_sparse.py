@@ -59,7 +59,6 @@ class BlockLayout:
         return self.key_blocks.shape[1] == 1
 
 
-
 def block_layout(seq_len: int, *, block_size: int, num_random_blocks: int, num_heads: int, layer_index: int,
                  max_seq_len: int, seeded: bool, device: torch.device | str = "cpu") -> BlockLayout:
     """The layout of one layer for a padded length; `seeded` draws the training-mode random blocks,

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from ..generation.config import GenerationConfig
-from ..generation.settings import resolve_cross_attention_cache
+from ..generation.settings import (resolve_cross_attention_cache, resolve_generation_config, resolve_lengths,
+                                   validate_generation_config)
 from ..heads.conditional_generation import BigBirdPegasusForConditionalGeneration
 from ..modeling.cache import CrossAttentionCache
 from ..text.newlines import NewlineMode, clean_summary, model_input
@@ -130,6 +131,7 @@ class Summarizer:
             raise ValueError(f"chunk_overlap must be between 0 and {self.limit // 2 - 1} tokens, got {overlap}")
         self.chunker = Chunker(self._count_tokens, limit=self.limit, overlap=overlap, mode=self.newlines)
         self.generation_options = {name: value for name, value in generation_options.items() if value is not None}
+        _check_generation_options(self.model, self.generation_options)
         self.generation_options["cross_attention_cache"] = resolve_cross_attention_cache(
             cross_attention_cache, decoder=self.model.get_decoder())
 
@@ -140,9 +142,11 @@ class Summarizer:
         return [result.summary for result in self.summarize(texts)]
 
     def summarize(self, texts: Sequence[str], ids: Sequence[Any] | None = None,
-                  progress: Callable[[int], None] | None = None) -> list[Summary]:
+                  progress: Callable[[int], None] | None = None, *,
+                  finished: Callable[[Summary], None] | None = None) -> list[Summary]:
         """A `Summary` per text, in input order; `ids` label them (default 0, 1, ...). `progress(n)` is called
-        each time n more documents are finished. A text without any words raises ValueError."""
+        each time n more documents are finished, and `finished(summary)` with each document's summary as soon as
+        its last batch is done (in the order they finish). A text without any words raises ValueError."""
         ids = list(range(len(texts))) if ids is None else list(ids)
         if len(ids) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(ids)} ids")
@@ -150,20 +154,27 @@ class Summarizer:
         for document, label in zip(documents, ids):
             if not document.paragraphs:
                 raise ValueError(f"document {label!r} is empty (no words)")
-        progress = progress or (lambda finished: None)
+        progress = progress or (lambda count: None)
+        finished = finished or (lambda summary: None)
+
+        def report(indices: list[int]) -> None:
+            for index in indices:
+                finished(_summary(ids[index], documents[index]))
+            if indices:
+                progress(len(indices))
+
         pending = list(range(len(documents)))
         while pending:  # one level: whole documents or windows; then the joined summaries of the windows
             jobs = [job for index in pending for job in self._jobs(index, documents[index])]
-            summaries = self._generate(jobs, documents, progress)
+            summaries = self._generate(jobs, documents, report)
             for index in pending:
                 if documents[index].summary is None:
                     partial = [summary for job, summary in zip(jobs, summaries) if job.document == index]
                     self._read_partial_summaries(documents[index], partial)
                     if documents[index].summary is not None:
-                        progress(1)
+                        report([index])
             pending = [index for index in pending if documents[index].summary is None]
-        return [Summary(label, d.summary, d.input_tokens, d.truncated, d.chunks, round(d.seconds, 3))
-                for label, d in zip(ids, documents)]
+        return [_summary(label, document) for label, document in zip(ids, documents)]
 
     def _jobs(self, index: int, document: _Progress) -> list[_Job]:
         """The model inputs of a document at this level: itself (cut when truncating) or its windows."""
@@ -189,8 +200,10 @@ class Summarizer:
         elif self._count_tokens([self._input(document.paragraphs)])[0] >= before:
             document.truncate_next = True
 
-    def _generate(self, jobs: list[_Job], documents: list[_Progress], progress: Callable[[int], None]) -> list[str]:
-        """Summaries of all jobs, run in length-grouped batches; finished documents are recorded and reported."""
+    def _generate(self, jobs: list[_Job], documents: list[_Progress], report: Callable[[list[int]], None]
+                  ) -> list[str]:
+        """Summaries of all jobs, run in length-grouped batches; the documents each batch finishes are recorded
+        and reported (their indices)."""
 
         def run_batch(indices: list[int]) -> list[str]:
             started = time.perf_counter()
@@ -200,15 +213,12 @@ class Summarizer:
             texts = [clean_summary(text, mode=self.newlines)
                      for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
             share = (time.perf_counter() - started) / len(indices)
-            finished = 0
             for i, text in zip(indices, texts):
                 document = documents[jobs[i].document]
                 document.seconds += share
                 if jobs[i].final:
                     document.summary = text
-                    finished += 1
-            if finished:
-                progress(finished)
+            report([jobs[i].document for i in indices if jobs[i].final])
             return texts
 
         return run_in_batches([job.ids for job in jobs], self.batch_size, run_batch)
@@ -236,6 +246,20 @@ class Summarizer:
     def _cut(self, ids: list[int]) -> list[int]:
         """`ids` cut to the model's positions, keeping the final `</s>` (as the tokenizer's truncation does)."""
         return ids if len(ids) <= self.limit else ids[:self.limit - 1] + [self.tokenizer.eos_token_id]
+
+
+def _summary(label: Any, document: _Progress) -> Summary:
+    return Summary(label, document.summary, document.input_tokens, document.truncated, document.chunks,
+                   round(document.seconds, 3))
+
+
+def _check_generation_options(model: BigBirdPegasusForConditionalGeneration, options: dict[str, Any]) -> None:
+    """A ValueError naming the first generation option that cannot work with `model` (an invalid value, or a
+    summary longer than the decoder's positions), before any document is read."""
+    config, length_is_default = resolve_generation_config(model.generation_config, passed=None, kwargs=options)
+    validate_generation_config(config)
+    resolve_lengths(config, prompt_length=1, length_is_default=length_is_default,
+                    max_positions=model.config.max_position_embeddings)
 
 
 def summarize(texts: str | Sequence[str], model: str | os.PathLike = DEFAULT_MODEL, **options: Any

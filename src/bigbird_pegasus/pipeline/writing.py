@@ -1,4 +1,4 @@
-"""Summaries as output files: text (one summary per line) or JSON Lines (written by `checkpoint.atomic`)."""
+"""Summaries as output files: text (one summary per line), or JSON Lines records (one object per summary)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import os
 from collections.abc import Sequence
 
 from ..errors import UserError
-from ..text.documents import JSONL_SUFFIXES
+from ..text.documents import JSONL_SUFFIXES, TEXT_SUFFIXES
 from ..text.sentences import one_line
 from .summarizer import Summary
-
-TEXT_SUFFIXES = (".txt",)
 
 
 def summaries_as_text(results: Sequence[Summary]) -> str:
@@ -19,18 +17,17 @@ def summaries_as_text(results: Sequence[Summary]) -> str:
     return "".join(one_line(result.summary) + "\n" for result in results)
 
 
-def summaries_as_jsonl(results: Sequence[Summary]) -> str:
-    """One JSON object per line: id, summary, input_tokens, truncated, chunks, seconds."""
-    return "".join(json.dumps({"id": r.id, "summary": r.summary, "input_tokens": r.input_tokens,
-                               "truncated": r.truncated, "chunks": r.chunks, "seconds": r.seconds},
-                              ensure_ascii=False) + "\n" for r in results)
+def summary_record(result: Summary) -> str:
+    """One line of a JSON Lines output (line break included): id, summary, input_tokens, truncated, chunks,
+    seconds."""
+    return json.dumps({"id": result.id, "summary": result.summary, "input_tokens": result.input_tokens,
+                       "truncated": result.truncated, "chunks": result.chunks, "seconds": result.seconds},
+                      ensure_ascii=False) + "\n"
 
 
-def render(results: Sequence[Summary], *, path: str) -> str:
-    """The content of output file `path`: JSON Lines for .jsonl/.ndjson, text for .txt."""
-    if path.lower().endswith(JSONL_SUFFIXES):
-        return summaries_as_jsonl(results)
-    return summaries_as_text(results)
+def id_key(value) -> str:
+    """A document id as a key that tells 7 from "7" (ids are JSON strings or numbers)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def check_output_path(path: str) -> None:

@@ -1,46 +1,60 @@
-"""Read input documents: text files (one document each), standard input, JSON Lines (one document per line).
+"""Read input documents: text and Markdown files and PDFs (one document each), standard input, JSON Lines (one
+document per line), and folders (every such file under them, in sorted order).
 
-Every problem is a `DocumentError` naming the file and, in JSON Lines, the line. `errors="skip"` collects them
-and goes on with the readable documents; `errors="fail"` raises the first.
+Documents are listed first, by id, and read when their text is needed (`Document.read`): a corpus of PDFs is
+summarized a few at a time, and a run that resumes never reads what it already summarized. Every problem is a
+`DocumentError` naming the file and, in JSON Lines, the line. `skip_errors` collects the problems met while
+listing and goes on with the readable documents; otherwise the first one raises.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import DocumentError
+from .sentences import paragraphs
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+PDF_SUFFIX = ".pdf"
+FOLDER_SUFFIXES = (PDF_SUFFIX, ".txt", ".md") + JSONL_SUFFIXES  # the files a folder's documents are read from
+TEXT_SUFFIXES = (".txt",)  # text outputs (one summary, or one document's text, after another)
 
 
 class InputFormat(str, enum.Enum):
-    """How to read an input: by its suffix (`.jsonl`/`.ndjson` are JSON Lines, the rest text), or as given."""
+    """How to read an input: by its suffix (`.jsonl`/`.ndjson` are JSON Lines, `.pdf` PDF, the rest text), or
+    as given."""
 
     AUTO = "auto"
     TEXT = "text"
     JSONL = "jsonl"
+    PDF = "pdf"
 
     def of(self, source: str) -> InputFormat:
-        """TEXT or JSONL for this source (standard input is text unless said otherwise)."""
+        """TEXT, JSONL or PDF for this source (standard input is text unless said otherwise)."""
         if self is not InputFormat.AUTO:
             return self
-        return InputFormat.JSONL if source.lower().endswith(JSONL_SUFFIXES) else InputFormat.TEXT
+        if source.lower().endswith(JSONL_SUFFIXES):
+            return InputFormat.JSONL
+        return InputFormat.PDF if source.lower().endswith(PDF_SUFFIX) else InputFormat.TEXT
 
 
 @dataclass(frozen=True)
 class Document:
-    """A text to summarize; `id` is the JSONL id field's value, or else where the text came from."""
+    """A document to summarize: `id` is the JSONL id field's value, or else where the text comes from; `read()`
+    gives its text (raising DocumentError for an unreadable or empty one)."""
 
     id: Any
-    text: str
+    read: Callable[[], str]
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ class JsonRow:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             value = "\n".join(value)
         if not isinstance(value, str):
-            raise DocumentError(self.source, f"field {field!r} holds {_json_kind(value)}, not text", self.line)
+            raise DocumentError(self.source, f"field {field!r} holds {json_kind(value)}, not text", self.line)
         return value
 
     def id(self, field: str) -> str | int | float:
@@ -71,31 +85,80 @@ class JsonRow:
             raise DocumentError(self.source, f"no id field {field!r} (--id-field)", self.line)
         value = self.values[field]
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise DocumentError(self.source, f"id field {field!r} holds {_json_kind(value)}; "
+            raise DocumentError(self.source, f"id field {field!r} holds {json_kind(value)}; "
                                 "expected a string or a number", self.line)
         return value
 
 
-def read_documents(sources: list[str], *, input_format: InputFormat = InputFormat.AUTO, text_field: str = "document",
-                   id_field: str | None = None, skip_errors: bool = False, stdin: BinaryIO | None = None
+def list_documents(sources: list[str], *, input_format: InputFormat = InputFormat.AUTO,
+                   text_field: str = "document", id_field: str | None = None, skip_errors: bool = False,
+                   stdin: BinaryIO | None = None, exclude: Collection[str] = ()
                    ) -> tuple[list[Document], list[DocumentError]]:
-    """The documents of all `sources` in order, and the problems skipped (only with `skip_errors`)."""
+    """The documents of all `sources` in order (a folder's files sorted, leaving out the paths in `exclude`),
+    and the problems skipped (only with `skip_errors`). JSON Lines and standard input are read now, files
+    when their documents are."""
     documents: list[Document] = []
     skipped: list[DocumentError] = []
     for source in sources:
         try:
-            if input_format.of(source) is InputFormat.JSONL:
-                for row in json_rows(source, stdin=stdin, skip_errors=skip_errors, skipped=skipped):
-                    try:
-                        documents.append(_jsonl_document(row, text_field=text_field, id_field=id_field))
-                    except DocumentError as error:
-                        _skip_or_raise(error, skip_errors, skipped)
-            else:
-                name = STDIN_NAME if source == STDIN else source
-                documents.append(Document(name, _non_empty(read_text(source, stdin), name)))
+            for file in folder_files(source, exclude=exclude) if os.path.isdir(source) else [source]:
+                documents.extend(_file_documents(file, input_format=input_format, text_field=text_field,
+                                                 id_field=id_field, skip_errors=skip_errors, skipped=skipped,
+                                                 stdin=stdin))
         except DocumentError as error:
             _skip_or_raise(error, skip_errors, skipped)
     return documents, skipped
+
+
+def folder_files(folder: str, *, exclude: Collection[str] = ()) -> list[str]:
+    """The document files under `folder` (FOLDER_SUFFIXES, any depth, hidden ones left out), sorted by path;
+    each named as `folder` joined with its path inside."""
+    left_out = {os.path.realpath(path) for path in exclude}
+    files = sorted(path.relative_to(folder) for path in Path(folder).rglob("*")
+                   if path.suffix.lower() in FOLDER_SUFFIXES and path.is_file()
+                   and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+                   and os.path.realpath(path) not in left_out)
+    if not files:
+        raise DocumentError(folder, f"is a folder without documents (no {', '.join(FOLDER_SUFFIXES)} files in it)")
+    return [os.path.join(folder, path) for path in files]
+
+
+def document_text(text: str) -> str:
+    """What the model reads of a text: its paragraphs, whitespace collapsed, separated by blank lines."""
+    return "\n\n".join(paragraphs(text))
+
+
+def _file_documents(source: str, *, input_format: InputFormat, text_field: str, id_field: str | None,
+                    skip_errors: bool, skipped: list[DocumentError], stdin: BinaryIO | None) -> Iterator[Document]:
+    name = STDIN_NAME if source == STDIN else source
+    kind = input_format.of(source)
+    if kind is InputFormat.JSONL:
+        for row in json_rows(source, stdin=stdin, skip_errors=skip_errors, skipped=skipped):
+            try:
+                yield _jsonl_document(row, text_field=text_field, id_field=id_field)
+            except DocumentError as error:
+                _skip_or_raise(error, skip_errors, skipped)
+        return
+    if source == STDIN:  # read now: standard input can be read only once
+        data = read_bytes(source, stdin)
+        yield Document(name, functools.partial(_decoded, data, name, kind))
+        return
+    if not os.path.exists(source):
+        raise DocumentError(source, "no such file")
+    yield Document(name, functools.partial(_read_file, source, kind))
+
+
+def _read_file(source: str, kind: InputFormat) -> str:
+    return _decoded(read_bytes(source), source, kind)
+
+
+def _decoded(data: bytes, name: str, kind: InputFormat) -> str:
+    """The text of a text file or PDF, refused when empty."""
+    if kind is InputFormat.PDF:
+        from .pdf import extract_pdf_text  # imported with the first PDF: text-only runs do without PDFium
+
+        return _non_empty(extract_pdf_text(data, source=name), name)
+    return _non_empty(decode_utf8(data, name), name)
 
 
 def read_text(source: str, stdin: BinaryIO | None = None) -> str:
@@ -133,7 +196,7 @@ def json_rows(source: str, *, stdin: BinaryIO | None = None, skip_errors: bool =
             except json.JSONDecodeError as error:
                 raise DocumentError(name, f"not valid JSON: {error.msg} (column {error.colno})", number) from None
             if not isinstance(values, dict):
-                raise DocumentError(name, f"expected a JSON object, found {_json_kind(values)}", number)
+                raise DocumentError(name, f"expected a JSON object, found {json_kind(values)}", number)
             yield JsonRow(name, number, values)
         except DocumentError as error:
             _skip_or_raise(error, skip_errors, skipped if skipped is not None else [])
@@ -171,7 +234,8 @@ def decode_utf8(data: bytes, source: str, first_line: int = 1) -> str:
 
 def _jsonl_document(row: JsonRow, *, text_field: str, id_field: str | None) -> Document:
     label = row.id(id_field) if id_field else f"{row.source}:{row.line}"
-    return Document(label, _non_empty(row.text(text_field, "--text-field"), row.source, row.line))
+    text = _non_empty(row.text(text_field, "--text-field"), row.source, row.line)
+    return Document(label, lambda: text)
 
 
 def _non_empty(text: str, source: str, line: int | None = None) -> str:
@@ -186,6 +250,7 @@ def _skip_or_raise(error: DocumentError, skip: bool, skipped: list[DocumentError
     skipped.append(error)
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for messages: "an object", "a list", "a string", "true/false", "null", "a number"."""
     kinds = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
     return kinds.get(type(value), "a number")
