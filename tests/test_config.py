@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import transformers
 
 from bigbird_pegasus import BigBirdPegasusConfig
@@ -154,3 +155,23 @@ def test_run_time_switches_are_written_only_when_set(tmp_path):
     assert config.to_diff_dict() == {"custom_key": 1, "dropout": 0.2, "model_type": "bigbird_pegasus"}
     assert {"d_model", "dropout", "custom_key"} <= set(config) and "extra" not in set(config)
     assert config.get_text_config() is config and config.model_type == BigBirdPegasusConfig.model_type
+
+
+@pytest.mark.parametrize("given", ["float16", torch.float16])
+@pytest.mark.parametrize("name", ["dtype", "torch_dtype"])
+def test_dtype_is_a_torch_dtype_as_the_reference_s(tmp_path, name, given):
+    ours, theirs = BigBirdPegasusConfig(**{name: given}), transformers.BigBirdPegasusConfig(**{name: given})
+    assert ours.dtype == theirs.dtype == torch.float16
+    ours.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float16"
+    assert transformers.BigBirdPegasusConfig.from_pretrained(tmp_path).dtype == torch.float16
+    ours.dtype = torch.bfloat16
+    assert ours.dtype == torch.bfloat16 and BigBirdPegasusConfig().dtype is None
+
+
+def test_label2id_as_the_reference_keeps_it():
+    given = dict(id2label={0: "label"}, label2id={"label": "0"})
+    assert BigBirdPegasusConfig(**given).label2id == transformers.BigBirdPegasusConfig(**given).label2id
+    ours, theirs = BigBirdPegasusConfig(**given, num_labels=3), transformers.BigBirdPegasusConfig(**given, num_labels=3)
+    assert ours.label2id == theirs.label2id == {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2}
+    assert BigBirdPegasusConfig(id2label={0: "no", 1: "yes"}).label2id == {"no": 0, "yes": 1}

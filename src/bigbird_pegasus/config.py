@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
+
 from .checkpoint.atomic import write_file_atomically
 from .checkpoint.hub import resolve_file
 
@@ -105,6 +107,10 @@ class BigBirdPegasusConfig:
                 kwargs.setdefault(name, value)
         num_labels = kwargs.pop("num_labels", None)
         label2id = kwargs.pop("label2id", None)
+        if "torch_dtype" in kwargs:  # the reference's older name for `dtype`
+            kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
+        if isinstance(kwargs.get("dtype"), torch.dtype):
+            kwargs["dtype"] = _dtype_name(kwargs["dtype"])
         kwargs.pop("model_type", None)
         known = {f.name for f in dataclasses.fields(self)} - {"extra"}
         for f in dataclasses.fields(self):
@@ -121,9 +127,9 @@ class BigBirdPegasusConfig:
         extra.update({k: v for k, v in kwargs.items() if k not in known})
         object.__setattr__(self, "extra", extra)
         self.id2label = {int(k): v for k, v in self.id2label.items()}
-        if num_labels is not None and num_labels != len(self.id2label):
-            self.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-        del label2id  # always derived from id2label
+        self.label2id = label2id  # kept as given (as the reference does), else derived from id2label
+        if num_labels is not None:
+            self.num_labels = num_labels
         self.validate()
 
     def __getattr__(self, name: str) -> Any:
@@ -178,10 +184,34 @@ class BigBirdPegasusConfig:
     def num_labels(self, value: int) -> None:
         if value != len(self.id2label):
             self.id2label = {i: f"LABEL_{i}" for i in range(value)}
+            self._label2id = None
 
     @property
     def label2id(self) -> dict[str, int]:
+        """The label2id given, or else id2label reversed."""
+        if self._label2id is not None:
+            return self._label2id
         return {label: i for i, label in self.id2label.items()}
+
+    @label2id.setter
+    def label2id(self, value: dict[str, int] | None) -> None:
+        self._label2id = None if value is None else dict(value)
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype recorded in config.json ("dtype", or the older "torch_dtype") as a torch.dtype, or None; as
+        the reference's, it records what the weights were saved in and does not by itself change how they load."""
+        name = self.extra.get("dtype", self.extra.get("torch_dtype"))
+        return getattr(torch, name) if isinstance(name, str) and isinstance(getattr(torch, name, None),
+                                                                            torch.dtype) else None
+
+    @dtype.setter
+    def dtype(self, value: torch.dtype | str | None) -> None:
+        self.extra.pop("torch_dtype", None)
+        if value is None:
+            self.extra.pop("dtype", None)
+        else:
+            self.extra["dtype"] = _dtype_name(value) if isinstance(value, torch.dtype) else value
 
     # -- validation -------------------------------------------------------------------------------------
 
@@ -309,3 +339,8 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return values
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    """torch.float16 -> "float16", the spelling of config.json."""
+    return str(dtype).removeprefix("torch.")

@@ -165,3 +165,11 @@ def test_sizes_are_the_reference_s(name):
 def test_half_precision_footprint_halves():
     model = our_model(CG)
     assert model.to(torch.bfloat16).get_memory_footprint() * 2 == our_model(CG).get_memory_footprint()
+
+
+def test_loading_under_a_meta_device_context_is_refused(summarizer_folder):
+    """The weights would load onto no storage: the reference refuses it with the same message."""
+    _, folder = summarizer_folder
+    with torch.device("meta"), pytest.raises(RuntimeError, match="with a meta device context manager"):
+        ours(CG).from_pretrained(folder)
+    assert ours(CG).from_pretrained(folder).device.type == "cpu"  # the context is left as it was

@@ -22,7 +22,8 @@ from bigbird_pegasus.modeling.masks import padding_bias  # noqa: E402
 from bigbird_pegasus.modeling.cache import DecoderCache  # noqa: E402
 from bigbird_pegasus.generation.config import GenerationConfig  # noqa: E402
 from bigbird_pegasus.generation.logits_process import (  # noqa: E402
-    ForcedBOS, ForcedEOS, MinLength, NoBadWords, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP,
+    EncoderNoRepeatNGram, ForcedBOS, ForcedEOS, MinLength, NoBadWords, NoRepeatNGram, RepetitionPenalty, Temperature,
+    TopK, TopP,
 )
 from bigbird_pegasus import quantize_int8  # noqa: E402
 
@@ -170,6 +171,8 @@ def test_sequences_end_at_different_steps(models):
            eos_token_id=[EOS, 149, 7]) for early_stopping in (True, False, "never")),
     dict(max_new_tokens=10, num_beams=3, pad_token_id=7),
     dict(no_repeat_ngram_size=1, max_new_tokens=12),
+    dict(encoder_no_repeat_ngram_size=1, max_new_tokens=12),
+    dict(encoder_no_repeat_ngram_size=2, max_new_tokens=12, num_beams=3, no_repeat_ngram_size=2),
 ], ids=repr)
 def test_options_match_reference(models, options):
     expected, actual = both(models, "A-block_sparse", **options)
@@ -197,6 +200,13 @@ PROCESSORS = {
     "top_p_keep": (lambda: TopP(0.3, keep=2), lambda: REFERENCE_PROCESSORS.TopPLogitsWarper(0.3, min_tokens_to_keep=2)),
 }
 BAD_WORDS = [[1], [3], [2, 4], [0, 1, 2], [4, 4]]
+# Two documents whose rows (3 each) the encoder n-gram processors see: small ids, so that n-grams recur.
+ENCODER_IDS = torch.randint(0, 5, (2, 9), generator=torch.Generator().manual_seed(3))
+PROCESSORS.update({
+    f"encoder_no_repeat_{n}gram": (
+        lambda n=n: EncoderNoRepeatNGram(n, ENCODER_IDS),
+        lambda n=n: REFERENCE_PROCESSORS.EncoderNoRepeatNGramLogitsProcessor(n, ENCODER_IDS))
+    for n in (1, 2, 3)})
 
 
 @pytest.mark.parametrize("name", PROCESSORS)
@@ -225,6 +235,20 @@ def test_decoder_prompt_matches_reference(models):
     assert_same_tokens(expected, actual)
     expected, actual = both(models, "B-original_full", decoder_input_ids=prompt[:, 1:], max_new_tokens=8)
     assert_same_tokens(expected, actual)
+
+
+@pytest.mark.parametrize("options", [dict(max_new_tokens=8), dict(max_new_tokens=8, num_beams=3)], ids=repr)
+def test_left_padded_decoder_prompts_match_reference(models, options):
+    """decoder_input_ids of different lengths, left-padded, with their decoder_attention_mask (grown by the start
+    token the reference prepends)."""
+    prompt = torch.tensor([[0, 0, 11, 12], [13, 14, 15, 16]])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    expected, actual = both(models, "A-block_sparse", decoder_input_ids=prompt, decoder_attention_mask=mask,
+                            **options)
+    assert_same_tokens(expected, actual)
+    _, ours, ids, attention_mask = models("A-block_sparse")
+    unpadded = ours.generate(ids[1:], attention_mask=attention_mask[1:], decoder_input_ids=prompt[1:], **options)
+    assert torch.equal(actual[1, :unpadded.shape[1]], unpadded[0])
 
 
 def test_defaults_come_from_the_checkpoint_generation_config(tmp_path):
@@ -450,6 +474,10 @@ def test_beam_sampling_is_reproducible(models):
     (dict(eos_token_id=[1, -4]), "eos_token_id"),
     (dict(max_length=1), "max_length"),
     (dict(num_beam=3), "num_beam"),
+    (dict(encoder_no_repeat_ngram_size=-1), "encoder_no_repeat_ngram_size"),
+    (dict(decoder_input_ids=torch.tensor([[2, 5], [2, 6]]), decoder_attention_mask=torch.ones(2, 3)),
+     "decoder_attention_mask"),
+    (dict(decoder_attention_mask=torch.ones(2, 1)), "decoder_attention_mask"),
 ], ids=repr)
 def test_invalid_arguments_raise_naming_them(models, options, named):
     _, ours, ids, mask = models("B-original_full")
@@ -461,3 +489,10 @@ def test_missing_inputs_raise(models):
     _, ours, _, _ = models("B-original_full")
     with pytest.raises(ValueError, match="input_ids"):
         ours.generate()
+
+
+def test_encoder_no_repeat_ngram_size_needs_the_input_tokens(models):
+    _, ours, ids, mask = models("B-original_full")
+    encoded = ours.get_encoder()(ids, attention_mask=mask)
+    with pytest.raises(ValueError, match="encoder_no_repeat_ngram_size=2 bans the n-grams of the input's tokens"):
+        ours.generate(encoder_outputs=encoded, attention_mask=mask, encoder_no_repeat_ngram_size=2)

@@ -113,13 +113,56 @@ def test_left_padded_prompts_generate_the_reference_tokens(models, options):
     assert torch.equal(actual, expected), (expected, actual)
 
 
+@pytest.mark.parametrize("options", [
+    dict(max_new_tokens=10),
+    dict(max_new_tokens=10, num_beams=3, no_repeat_ngram_size=2, repetition_penalty=1.2),
+    dict(max_new_tokens=10, return_dict_in_generate=True, output_scores=True, output_hidden_states=True),
+    dict(max_new_tokens=10, return_dict_in_generate=True, output_logits=True, use_cache=False),
+], ids=repr)
+@pytest.mark.parametrize("with_ids", [True, False], ids=["with input_ids", "embeddings alone"])
+def test_prompts_given_as_embeddings_generate_the_reference_tokens(models, options, with_ids):
+    """generate(inputs_embeds=...): the decoder reads embeddings that no token gives (noise added), left-padded;
+    with input_ids the sequences begin with them, else they hold the new tokens only, as the reference's."""
+    reference, ours, prompts = models
+    mask = torch.ones_like(prompts)
+    mask[1, :2] = 0
+    embeds = ours.get_input_embeddings()(prompts) + 0.05 * torch.randn(*prompts.shape, CONFIG["d_model"],
+                                                                       generator=torch.Generator().manual_seed(2))
+    ids = dict(input_ids=prompts) if with_ids else {}
+    expected = reference.generate(**ids, inputs_embeds=embeds, attention_mask=mask, **options)
+    actual = ours.generate(**ids, inputs_embeds=embeds, attention_mask=mask, **options)
+    if not options.get("return_dict_in_generate"):
+        assert torch.equal(actual, expected), (expected, actual)
+        return
+    assert torch.equal(actual.sequences, expected.sequences)
+    for field in ("scores", "logits"):
+        if getattr(expected, field) is not None:
+            assert max((a - b).abs().max() for a, b in zip(getattr(actual, field), getattr(expected, field))) < 1e-4
+    if expected.hidden_states is not None:
+        assert len(actual.hidden_states) == len(expected.hidden_states)
+        assert max((a - b).abs().max() for step_a, step_b in zip(actual.hidden_states, expected.hidden_states)
+                   for a, b in zip(step_a, step_b)) < 1e-4
+
+
+def test_logits_to_keep_is_accepted_and_changes_no_token(models):
+    reference, ours, prompts = models
+    expected = reference.generate(prompts, max_new_tokens=8, logits_to_keep=0)
+    assert torch.equal(ours.generate(prompts, max_new_tokens=8, logits_to_keep=0), expected)
+    assert torch.equal(ours.generate(prompts, max_new_tokens=8, logits_to_keep=1), expected)
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        ours.generate(prompts, logits_to_keep=-1)
+
+
 @pytest.mark.parametrize("call, named", [
     (lambda m, p: m.generate(p, attention_mask=torch.ones_like(p)[:, 1:]), "attention_mask"),
     (lambda m, p: m.generate(p[0]), "input_ids"),
     (lambda m, p: m.generate(p, num_beams=0), "num_beams"),
     (lambda m, p: m.generate(p, max_new_tokens=-1), "max_new_tokens"),
     (lambda m, p: m.generate(p, num_beams=2, num_return_sequences=3), "num_return_sequences"),
-], ids=["mask of another shape", "1-D prompt", "num_beams=0", "negative max_new_tokens", "more sequences than beams"])
+    (lambda m, p: m.generate(inputs_embeds=torch.zeros(2, 3, 5)), "inputs_embeds"),
+    (lambda m, p: m.generate(p, inputs_embeds=torch.zeros(3, 5, CONFIG["d_model"])), "input_ids"),
+], ids=["mask of another shape", "1-D prompt", "num_beams=0", "negative max_new_tokens", "more sequences than beams",
+        "embeddings of another width", "embeddings of another prompt"])
 def test_invalid_arguments_raise_naming_them(models, call, named):
     _, ours, prompts = models
     with pytest.raises(ValueError, match=named):

@@ -55,6 +55,10 @@ def load_pretrained(cls, name_or_path: str | os.PathLike | None, *, config: BigB
     initialised). A weight of the wrong shape raises, unless ignore_mismatched_sizes=True (then it is
     initialised, and listed in "mismatched_keys").
     """
+    if torch.get_default_device().type == "meta":
+        raise RuntimeError("You are using `from_pretrained` with a meta device context manager (`with "
+                           "torch.device('meta')`): the weights would load onto no storage. Load outside it, then "
+                           "move the model with `device=` or `.to()`")
     hub = dict(subfolder=subfolder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                token=token)
     requested_dtype = _requested_dtype(dtype)

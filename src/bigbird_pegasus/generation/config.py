@@ -40,6 +40,7 @@ class GenerationConfig:
     top_p: float | None = 1.0
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    encoder_no_repeat_ngram_size: int = 0
     bad_words_ids: list[list[int]] | None = None
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | list[int] | None = None

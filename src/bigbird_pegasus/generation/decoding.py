@@ -35,14 +35,17 @@ class CachedDecoder:
     cross-attention keys/values that `cross_attention_cache` keeps are projected from the encoder states
     (docs, s, d_model) once per layer, at the prefill, and shared by the rows = docs * g of each document (no
     encoder states: the decoder alone, as a causal LM); logits come from the last position only.
-    prompt_mask (rows, p), 0 on padding: left-padded prompts, whose padding no position attends to."""
+    prompt_mask (rows, p), 0 on padding: left-padded prompts, whose padding no position attends to.
+    prompt_embeds (rows, p, d_model): the prompt as the decoder's input embeddings, read by the prefill instead
+    of the prompt's tokens (a causal LM's `generate(inputs_embeds=...)`)."""
 
     def __init__(self, decoder: torch.nn.Module, *, project_to_vocab: Callable[[torch.Tensor], torch.Tensor],
                  encoder_states: torch.Tensor | None, encoder_mask: torch.Tensor | None, capacity: int,
                  step: Callable[..., torch.Tensor] | None = None,
                  cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES,
-                 prompt_mask: torch.Tensor | None = None):
+                 prompt_mask: torch.Tensor | None = None, prompt_embeds: torch.Tensor | None = None):
         self.decoder = decoder
+        self.prompt_embeds = prompt_embeds
         self.project_to_vocab = project_to_vocab
         self.encoder_states = encoder_states
         self.encoder_mask = encoder_mask
@@ -55,11 +58,17 @@ class CachedDecoder:
             self.key_valid = F.pad(prompt_mask.bool(), (0, capacity - prompt_mask.shape[1]), value=True)
 
     def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
-        """prompt (rows, p) -> next-token logits (rows, vocab), float32."""
-        hidden = self.decoder(prompt, attention_mask=self.keys_so_far(prompt.shape[1]),
+        """prompt (rows, p) -> next-token logits (rows, vocab), float32 (from `prompt_embeds` when given)."""
+        tokens, embeds = self.prompt_inputs(prompt)
+        length = (tokens if embeds is None else embeds).shape[1]
+        hidden = self.decoder(tokens, inputs_embeds=embeds, attention_mask=self.keys_so_far(length),
                               encoder_hidden_states=self.encoder_states, encoder_attention_mask=self.encoder_mask,
                               past_key_values=self.cache, use_cache=True).last_hidden_state
         return self.project_to_vocab(hidden[:, -1]).float()
+
+    def prompt_inputs(self, prompt: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The decoder's (input_ids, inputs_embeds) for the prompt (rows, p): the tokens, or the embeddings."""
+        return (prompt, None) if self.prompt_embeds is None else (None, self.prompt_embeds)
 
     def decode_one_token(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (rows,) appended at the next position -> next-token logits (rows, vocab), float32."""

@@ -26,18 +26,26 @@ class LogitsProcessorList(list):
 
 
 def build_logits_processors(config: GenerationConfig, *, eos_ids: torch.Tensor | None, min_length: int,
-                            max_length: int, device: torch.device) -> LogitsProcessorList:
-    """The processors `config` asks for, in the reference's order: repetition penalty, no-repeat n-grams, bad
-    words, minimum length, forced BOS/EOS, NaN/infinity removal; then, when sampling, temperature, top-k and top-p.
+                            max_length: int, device: torch.device,
+                            encoder_input_ids: torch.Tensor | None = None) -> LogitsProcessorList:
+    """The processors `config` asks for, in the reference's order: repetition penalty, no-repeat n-grams (of the
+    tokens so far, then of the encoder's input), bad words, minimum length, forced BOS/EOS, NaN/infinity removal;
+    then, when sampling, temperature, top-k and top-p.
 
     eos_ids: (n_eos,) or None. min_length/max_length: total decoder lengths (prompt included), already resolved
-    from `min_new_tokens`/`max_new_tokens`.
+    from `min_new_tokens`/`max_new_tokens`. encoder_input_ids (docs, s): the input whose n-grams
+    `encoder_no_repeat_ngram_size` bans (the document; a causal LM's prompt).
     """
     processors = LogitsProcessorList()
     if config.repetition_penalty != 1.0:
         processors.append(RepetitionPenalty(config.repetition_penalty))
     if config.no_repeat_ngram_size > 0:
         processors.append(NoRepeatNGram(config.no_repeat_ngram_size))
+    if config.encoder_no_repeat_ngram_size > 0:
+        if encoder_input_ids is None:
+            raise ValueError(f"encoder_no_repeat_ngram_size={config.encoder_no_repeat_ngram_size} bans the n-grams "
+                             "of the input's tokens: pass input_ids (not encoder_outputs or inputs_embeds alone)")
+        processors.append(EncoderNoRepeatNGram(config.encoder_no_repeat_ngram_size, encoder_input_ids.to(device)))
     if config.bad_words_ids is not None:
         processors.append(NoBadWords(config.bad_words_ids, eos_ids=eos_ids, device=device))
     if min_length > 0 and eos_ids is not None:
@@ -86,6 +94,27 @@ class NoRepeatNGram:
         ngrams = tokens.unfold(1, self.size, 1)                                           # (rows, w, n)
         current_prefix = tokens[:, length - self.size + 1:]                                # (rows, n - 1)
         continues_prefix = (ngrams[:, :, :-1] == current_prefix[:, None]).all(-1)        # (rows, w)
+        ban_counts = torch.zeros_like(scores).scatter_add_(1, ngrams[:, :, -1], continues_prefix.to(scores.dtype))
+        return scores.masked_fill(ban_counts > 0, NEG_INF)
+
+
+class EncoderNoRepeatNGram:
+    """Bans every token that would complete an n-gram of the row's encoder input (docs, s), the rows of a
+    document being consecutive (rows = docs * g): the decoder does not copy `size` tokens in a row from it."""
+
+    def __init__(self, size: int, encoder_input_ids: torch.Tensor):
+        self.size = size
+        self.ngrams = None                                                                 # (docs, w, n)
+        if encoder_input_ids.shape[1] >= size:
+            self.ngrams = encoder_input_ids.unfold(1, size, 1)
+
+    def __call__(self, tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        if self.ngrams is None or length < self.size - 1:
+            return scores
+        ngrams = self.ngrams.repeat_interleave(scores.shape[0] // self.ngrams.shape[0], dim=0)  # (rows, w, n)
+        current_prefix = tokens[:, length - self.size + 1:]                                 # (rows, n - 1)
+        continues_prefix = (ngrams[:, :, :-1] == current_prefix[:, None]).all(-1)          # (rows, w)
         ban_counts = torch.zeros_like(scores).scatter_add_(1, ngrams[:, :, -1], continues_prefix.to(scores.dtype))
         return scores.masked_fill(ban_counts > 0, NEG_INF)
 

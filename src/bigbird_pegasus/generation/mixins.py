@@ -69,7 +69,8 @@ class GenerationMixin(GenerationCommon):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
                  generation_config: GenerationConfig | None = None, encoder_outputs: Any = None,
-                 decoder_input_ids: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 decoder_input_ids: torch.Tensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None,
                  seed: int | None = None,
                  cross_attention_cache: str | CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES,
                  **kwargs: Any) -> torch.Tensor | GenerateEncoderDecoderOutput | GenerateBeamEncoderDecoderOutput:
@@ -78,8 +79,8 @@ class GenerationMixin(GenerationCommon):
         Keywords are those of the reference: any GenerationConfig field (`num_beams`, `max_new_tokens`,
         `length_penalty`, `do_sample`, ...) overrides `generation_config` (default: `self.generation_config`).
         `encoder_outputs` skips the encoder; `decoder_input_ids` (docs, p) is a decoder prompt (the start token is
-        prepended when missing). Sampling draws from `generator`, or from a new one seeded with `seed`, or from
-        torch's global generator.
+        prepended when missing), left-padded with `decoder_attention_mask` (docs, p) 0 on the padding. Sampling
+        draws from `generator`, or from a new one seeded with `seed`, or from torch's global generator.
 
         `cross_attention_cache` (ours, not the reference's) trades speed for memory: "keys_and_values" (the
         fastest), "values" (half the cross-attention memory) or "none" (only the encoder states are kept); see
@@ -99,9 +100,10 @@ class GenerationMixin(GenerationCommon):
         encoded = self._encode_once(input_ids, attention_mask=attention_mask, encoder_outputs=encoder_outputs,
                                     config=config)
         states = encoded.last_hidden_state
-        prompt = decoder_prompt(decoder_input_ids, start_id=start_token(config), docs=states.shape[0],
-                                device=states.device)
+        prompt, prompt_mask = decoder_prompt(decoder_input_ids, start_id=start_token(config), docs=states.shape[0],
+                                             device=states.device, mask=decoder_attention_mask)
         return continue_prompts(self, config=config, length_is_default=length_is_default, prompt=prompt,
+                                prompt_mask=prompt_mask, input_ids=input_ids if encoder_outputs is None else None,
                                 generator=generator, seed=seed, encoded=encoded, encoder_mask=attention_mask,
                                 output_classes=(GenerateEncoderDecoderOutput, GenerateBeamEncoderDecoderOutput),
                                 cross_attention_cache=cross_attention_cache)
@@ -145,34 +147,46 @@ class DecoderOnlyGenerationMixin(GenerationCommon):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
-                 generation_config: GenerationConfig | None = None, generator: torch.Generator | None = None,
-                 seed: int | None = None, **kwargs: Any
-                 ) -> torch.Tensor | GenerateDecoderOnlyOutput | GenerateBeamDecoderOnlyOutput:
+                 generation_config: GenerationConfig | None = None, inputs_embeds: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, seed: int | None = None, logits_to_keep: int | None = None,
+                 **kwargs: Any) -> torch.Tensor | GenerateDecoderOnlyOutput | GenerateBeamDecoderOnlyOutput:
         """Continue the prompts input_ids (rows, p) (default: one row holding `bos_token_id`); keywords as for
         the encoder-decoder `generate`. Returns sequences (rows * num_return_sequences, length) that begin with
         their prompt, finished rows padded; or, with `return_dict_in_generate=True`, an output holding them.
         Prompts of different lengths are left-padded, with an attention_mask (rows, p) that is 0 on the padding
-        (the reference's convention; no position attends to the padding)."""
+        (the reference's convention; no position attends to the padding).
+
+        inputs_embeds (rows, p, d_model): the prompt as input embeddings (what `get_input_embeddings()` gives for
+        tokens, or any others), read instead of the tokens; with input_ids (rows, p) too, the sequences begin with
+        them, else they hold the new tokens only, and lengths count those. `logits_to_keep` (a forward option of
+        the reference) is accepted: generation computes the last position's logits only, whatever its value."""
         if "inputs" in kwargs:  # the reference's name for the first argument
             input_ids = kwargs.pop("inputs")
         config, length_is_default = resolve_generation_config(self.generation_config, passed=generation_config,
                                                               kwargs=kwargs)
         validate_generation_config(config)
+        if logits_to_keep is not None and not (isinstance(logits_to_keep, int) and logits_to_keep >= 0):
+            raise ValueError(f"logits_to_keep={logits_to_keep!r}: must be a non-negative integer")
         device = self.get_decoder().embed_tokens.weight.device
-        if input_ids is None:
+        if inputs_embeds is not None:
+            input_ids = _prompt_beside_embeddings(input_ids, inputs_embeds, d_model=self.config.d_model)
+        elif input_ids is None:
             if config.bos_token_id is None:
                 raise ValueError("input_ids: pass a prompt (rows, p), or set bos_token_id to start from it")
             input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
-        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        elif input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be a prompt of shape (rows, p) with p >= 1, got {tuple(input_ids.shape)}")
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} does not match input_ids "
-                             f"{tuple(input_ids.shape)}")
+        prompt_shape = tuple(input_ids.shape if inputs_embeds is None else inputs_embeds.shape[:2])
+        if attention_mask is not None and tuple(attention_mask.shape) != prompt_shape:
+            raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} does not match the prompt "
+                             f"{prompt_shape}")
         if attention_mask is not None and bool(attention_mask.bool().all()):
             attention_mask = None  # nothing is padded: the plain causal mask
         return continue_prompts(self, config=config, length_is_default=length_is_default, prompt=input_ids.to(device),
                                 generator=generator, seed=seed, encoded=None, encoder_mask=None,
                                 prompt_mask=None if attention_mask is None else attention_mask.to(device),
+                                prompt_embeds=None if inputs_embeds is None else inputs_embeds.to(device),
+                                input_ids=input_ids if input_ids.shape[1] else None,
                                 output_classes=(GenerateDecoderOnlyOutput, GenerateBeamDecoderOnlyOutput))
 
     def prepare_inputs_for_generation(self, input_ids: torch.Tensor, past_key_values: DecoderCache | None = None,
@@ -194,33 +208,42 @@ def continue_prompts(model: torch.nn.Module, *, config: GenerationConfig, length
                      prompt: torch.Tensor, generator: torch.Generator | None, seed: int | None,
                      encoded: EncoderOutput | None, encoder_mask: torch.Tensor | None,
                      output_classes: tuple[type, type], prompt_mask: torch.Tensor | None = None,
+                     prompt_embeds: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
                      cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES) -> Any:
     """Decode from prompt (docs, p) (prompt_mask (docs, p), 0 on padding, or None) with `model`'s decoder, over
     the encoder's output (last_hidden_state (docs, s, d_model)) when given, keeping for it what
-    `cross_attention_cache` says: greedy search or sampling, or beam search. Returns the sequences, or an instance
-    of `output_classes` (greedy/sampling, beam search) when `return_dict_in_generate`."""
+    `cross_attention_cache` says: greedy search or sampling, or beam search. input_ids (docs, s): the tokens whose
+    n-grams `encoder_no_repeat_ngram_size` bans (the document, a causal LM's prompt). prompt_embeds (docs, e,
+    d_model): the decoder reads these instead of the prompt's tokens (then p is e, or 0 when the sequences hold only
+    the new tokens). Returns the sequences, or an instance of `output_classes` (greedy/sampling, beam search) when
+    `return_dict_in_generate`."""
     device = prompt.device
     eos_ids, pad_id = special_tokens(config, device=device)
     rows_per_doc = max(config.num_beams, config.num_return_sequences)
     prompt = prompt.repeat_interleave(rows_per_doc, dim=0)                            # (docs * g, p)
     if prompt_mask is not None:
         prompt_mask = prompt_mask.repeat_interleave(rows_per_doc, dim=0)              # (docs * g, p)
+    # positions the decoder reads before the returned sequence's own (embeddings without their tokens)
+    unreturned = 0
+    if prompt_embeds is not None:
+        prompt_embeds = prompt_embeds.repeat_interleave(rows_per_doc, dim=0)          # (docs * g, e, d_model)
+        unreturned = prompt_embeds.shape[1] - prompt.shape[1]
     max_length, min_length = resolve_lengths(config, prompt_length=prompt.shape[1],
                                              length_is_default=length_is_default,
-                                             max_positions=model.config.max_position_embeddings)
+                                             max_positions=model.config.max_position_embeddings - unreturned)
     if generator is None and seed is not None:
         generator = torch.Generator(device).manual_seed(seed)
     plan = DecodingPlan(
         processors=build_logits_processors(config, eos_ids=eos_ids, min_length=min_length, max_length=max_length,
-                                           device=device),
+                                           device=device, encoder_input_ids=input_ids),
         max_length=max_length, eos_ids=eos_ids, pad_id=pad_id, do_sample=config.do_sample,
         generator=generator, record_scores=config.return_dict_in_generate and config.output_scores,
         num_beams=config.num_beams, num_return_sequences=config.num_return_sequences,
         length_penalty=config.length_penalty, early_stopping=config.early_stopping)
     options = dict(project_to_vocab=model.project_to_vocab,
                    encoder_states=None if encoded is None else encoded.last_hidden_state, encoder_mask=encoder_mask,
-                   capacity=max_length - 1, step=getattr(model, "compiled_step", None),
-                   cross_attention_cache=cross_attention_cache, prompt_mask=prompt_mask)
+                   capacity=unreturned + max_length - 1, step=getattr(model, "compiled_step", None),
+                   cross_attention_cache=cross_attention_cache, prompt_mask=prompt_mask, prompt_embeds=prompt_embeds)
     recorded = config.return_dict_in_generate and (config.output_logits or config.output_attentions
                                                    or config.output_hidden_states)
     if recorded:
@@ -251,3 +274,18 @@ def continue_prompts(model: torch.nn.Module, *, config: GenerationConfig, length
                       decoder_attentions=records.get("attentions"), cross_attentions=records.get("cross_attentions"),
                       decoder_hidden_states=records.get("hidden_states"))
     return output_class(**fields)
+
+
+def _prompt_beside_embeddings(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor, *,
+                              d_model: int) -> torch.Tensor:
+    """The prompt tokens that begin the sequences when the decoder reads inputs_embeds (rows, e, d_model):
+    input_ids (rows, e), or none (rows, 0)."""
+    if inputs_embeds.dim() != 3 or inputs_embeds.shape[1] == 0 or inputs_embeds.shape[2] != d_model:
+        raise ValueError(f"inputs_embeds must be (rows, p, d_model={d_model}) with p >= 1, got "
+                         f"{tuple(inputs_embeds.shape)}")
+    if input_ids is None:
+        return torch.empty(inputs_embeds.shape[0], 0, dtype=torch.long, device=inputs_embeds.device)
+    if tuple(input_ids.shape) != tuple(inputs_embeds.shape[:2]):
+        raise ValueError(f"input_ids of shape {tuple(input_ids.shape)} do not match inputs_embeds "
+                         f"{tuple(inputs_embeds.shape)}: they must be the same prompt")
+    return input_ids

@@ -22,7 +22,7 @@ class RecordingDecoder(CachedDecoder):
         self.output_attentions = output_attentions
         self.output_hidden_states = output_hidden_states
         self.use_cache = use_cache
-        self.tokens: torch.Tensor | None = None  # (rows, t) the sequences so far, without a cache
+        self.inputs: torch.Tensor | None = None  # without a cache: the embeddings (rows, t, d_model) so far
         self.logits: list[torch.Tensor] | None = [] if output_logits else None
         self.attentions: list[tuple[torch.Tensor, ...]] = []
         self.cross_attentions: list[tuple[torch.Tensor, ...]] = []
@@ -40,17 +40,23 @@ class RecordingDecoder(CachedDecoder):
 
     def reorder(self, rows: torch.Tensor) -> None:
         super().reorder(rows)
-        if self.tokens is not None:
-            self.tokens = self.tokens.index_select(0, rows)
+        if self.inputs is not None:
+            self.inputs = self.inputs.index_select(0, rows)
 
     def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (rows, t) after the cached ones -> next-token logits (rows, vocab), float32; records the step."""
+        """tokens (rows, t) after the cached ones (the prompt, at the prefill) -> next-token logits (rows, vocab),
+        float32; records the step."""
+        at_prefill = self.cache.length == 0 if self.use_cache else self.inputs is None
+        tokens, embeds = self.prompt_inputs(tokens) if at_prefill else (tokens, None)
         if self.use_cache:
-            mask, cache = self.keys_so_far(tokens.shape[1]), self.cache
-        else:
-            tokens = self.tokens = tokens if self.tokens is None else torch.cat([self.tokens, tokens], dim=1)
-            mask, cache = None if self.key_valid is None else self.key_valid[:, :tokens.shape[1]], None
-        out = self.decoder(tokens, attention_mask=mask, encoder_hidden_states=self.encoder_states,
+            mask, cache = self.keys_so_far((tokens if embeds is None else embeds).shape[1]), self.cache
+        else:  # the whole sequence so far, as embeddings (embed_tokens' output is what the tokens would give)
+            new = self.decoder.embed_tokens(tokens) if embeds is None else embeds                  # (rows, t, d)
+            embeds = self.inputs = new if self.inputs is None else torch.cat([self.inputs, new], dim=1)
+            tokens, cache = None, None
+            mask = None if self.key_valid is None else self.key_valid[:, :embeds.shape[1]]
+        out = self.decoder(tokens, inputs_embeds=embeds, attention_mask=mask,
+                           encoder_hidden_states=self.encoder_states,
                            encoder_attention_mask=self.encoder_mask, past_key_values=cache, use_cache=self.use_cache,
                            output_attentions=self.output_attentions, output_hidden_states=self.output_hidden_states)
         if self.output_attentions:

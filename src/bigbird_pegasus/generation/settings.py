@@ -51,7 +51,7 @@ def validate_generation_config(config: GenerationConfig) -> None:
     for name in ("max_length", "max_new_tokens"):
         value = getattr(config, name)
         require(value is None or (is_int(value) and value > 0), name, "must be a positive integer")
-    for name in ("min_length", "min_new_tokens", "no_repeat_ngram_size"):
+    for name in ("min_length", "min_new_tokens", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size"):
         value = getattr(config, name)
         require(value is None or (is_int(value) and value >= 0), name, "must be a non-negative integer")
     require(config.early_stopping is True or config.early_stopping is False or config.early_stopping == "never",
@@ -113,18 +113,29 @@ def start_token(config: GenerationConfig) -> int:
     return start_id
 
 
-def decoder_prompt(decoder_input_ids: torch.Tensor | None, *, start_id: int, docs: int,
-                   device: torch.device) -> torch.Tensor:
-    """(docs, p): the start token, or the given prompt with the start token prepended where no row begins with it."""
+def decoder_prompt(decoder_input_ids: torch.Tensor | None, *, start_id: int, docs: int, device: torch.device,
+                   mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(prompt (docs, p), its mask (docs, p) or None): the start token, or the given prompt with the start token
+    prepended where no row begins with it; the given mask (0 on left padding) grown with it, None when it masks
+    nothing."""
     start = torch.full((docs, 1), start_id, dtype=torch.long, device=device)
     if decoder_input_ids is None:
-        return start
+        if mask is not None:
+            raise ValueError("decoder_attention_mask: pass it with the decoder_input_ids it masks")
+        return start, None
     prompt = decoder_input_ids.to(device)
     if prompt.dim() != 2 or prompt.shape[0] != docs:
         raise ValueError(f"decoder_input_ids must be (docs={docs}, p), got shape {tuple(prompt.shape)}")
+    if mask is not None and mask.shape != prompt.shape:
+        raise ValueError(f"decoder_attention_mask of shape {tuple(mask.shape)} does not match decoder_input_ids "
+                         f"{tuple(prompt.shape)}")
     if bool((prompt[:, 0] != start_id).all()):
         prompt = torch.cat([start, prompt], dim=1)
-    return prompt
+        if mask is not None:
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+    if mask is not None and bool(mask.bool().all()):
+        mask = None
+    return prompt, None if mask is None else mask.to(device)
 
 
 def resolve_lengths(config: GenerationConfig, *, prompt_length: int, length_is_default: bool,
