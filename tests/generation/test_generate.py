@@ -478,6 +478,7 @@ def test_beam_sampling_is_reproducible(models):
     (dict(decoder_input_ids=torch.tensor([[2, 5], [2, 6]]), decoder_attention_mask=torch.ones(2, 3)),
      "decoder_attention_mask"),
     (dict(decoder_attention_mask=torch.ones(2, 1)), "decoder_attention_mask"),
+    (dict(past_key_values=DecoderCache(2)), "past_key_values: generate does not continue"),
 ], ids=repr)
 def test_invalid_arguments_raise_naming_them(models, options, named):
     _, ours, ids, mask = models("B-original_full")

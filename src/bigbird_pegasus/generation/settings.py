@@ -18,6 +18,9 @@ def resolve_generation_config(model_default: GenerationConfig, *, passed: Any,
     `passed` may be our GenerationConfig or any object with `to_dict()` (e.g. the reference's); only the values it
     sets count, i.e. those that differ from GenerationConfig's defaults (the reference: those that are not None).
     """
+    if any(kwargs.pop(name, None) is not None for name in ("past_key_values", "cache")):  # None: accepted
+        raise ValueError("past_key_values: generate does not continue from an earlier call's cache; pass the whole "
+                         "sequence so far as the prompt (decoder_input_ids, or a causal LM's input_ids)")
     fields = GenerationConfig.field_names()
     unknown = sorted(set(kwargs) - fields)
     if unknown:
