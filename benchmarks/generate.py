@@ -171,7 +171,7 @@ def profile_ours(model, ids: torch.Tensor, mask: torch.Tensor, options: dict) ->
     with torch.no_grad():
         model.generate(ids, attention_mask=mask, **options)
         total = time.perf_counter() - started
-        states = model.get_encoder()(ids, mask).last_hidden_state
+        states = model.get_encoder()(ids, attention_mask=mask).last_hidden_state
         started = time.perf_counter()
         for layer in model.get_decoder().layers:
             layer.encoder_attn.k_proj(states), layer.encoder_attn.v_proj(states)
