@@ -6,7 +6,8 @@
 #
 # PATH/TO/transformers: a source checkout of the installed transformers version (its tests/ and utils/ folders,
 # e.g. `git clone --depth 1 --branch v5.24.0 https://github.com/huggingface/transformers`). Nothing of it is copied
-# into this project. OUT_FOLDER (default benchmarks/out/transformers-suite) receives both pytest logs.
+# into this project. OUT_FOLDER (default benchmarks/out/transformers-suite) receives both pytest logs. Its test
+# helpers need `pip install pytest-xdist pytest-timeout parameterized` beside this project's test extra.
 set -euo pipefail
 checkout=$(realpath "$1")
 out=$(realpath -m "${2:-benchmarks/out/transformers-suite}")
