@@ -251,6 +251,56 @@ def test_left_padded_decoder_prompts_match_reference(models, options):
     assert torch.equal(actual[1, :unpadded.shape[1]], unpadded[0])
 
 
+@pytest.mark.parametrize("output_attentions", [False, True], ids=["fast path", "recorded"])
+def test_continuing_from_past_key_values_matches_reference(models, output_attentions):
+    """generate(past_key_values=...) continues an earlier greedy call (its cache holds all but the last token):
+    the same tokens as one call of all the new tokens, and as the reference's continuation; the earlier call's
+    cache is left as it was. The reference needs a decoder_attention_mask for it (without one it feeds the cached
+    positions again and its tokens go wrong: a bug we do not reproduce), ours works with or without."""
+    reference, ours, ids, mask = models("A-block_sparse")
+    first = dict(attention_mask=mask, max_new_tokens=4, min_new_tokens=4, return_dict_in_generate=True,
+                 output_attentions=output_attentions)
+    mine, theirs = ours.generate(ids, **first), reference.generate(ids, **first)
+    assert torch.equal(mine.sequences, theirs.sequences)
+    cached_before = mine.past_key_values.self_keys[0].clone()
+    rest = dict(attention_mask=mask, max_new_tokens=5, min_new_tokens=5)
+    continued = ours.generate(ids, decoder_input_ids=mine.sequences, past_key_values=mine.past_key_values, **rest)
+    decoder_mask = torch.ones_like(theirs.sequences)
+    expected = reference.generate(ids, decoder_input_ids=theirs.sequences, decoder_attention_mask=decoder_mask,
+                                  past_key_values=theirs.past_key_values, **rest)
+    assert_same_tokens(expected, continued)
+    with_mask = ours.generate(ids, decoder_input_ids=mine.sequences, decoder_attention_mask=decoder_mask,
+                              past_key_values=mine.past_key_values, **rest)
+    assert torch.equal(continued, with_mask)
+    assert torch.equal(continued, ours.generate(ids, attention_mask=mask, max_new_tokens=9, min_new_tokens=9))
+    assert torch.equal(mine.past_key_values.self_keys[0], cached_before)
+
+
+def test_documents_holding_the_pad_id_without_a_mask_match_reference(models):
+    """The reference's encoder-decoder generate infers no attention mask from pad ids (its decoder-only one does):
+    padding passed without its mask is read as tokens, by both."""
+    reference, ours, ids, mask = models("A-block_sparse")
+    assert ours.generation_config.pad_token_id == 0 and bool((ids == 0).any())
+    expected = reference.generate(ids, max_new_tokens=8)
+    assert_same_tokens(expected, ours.generate(ids, max_new_tokens=8))
+    assert not torch.equal(expected, ours.generate(ids, attention_mask=mask, max_new_tokens=8))
+
+
+def test_past_key_values_that_do_not_fit_the_prompt_raise(models):
+    _, ours, ids, mask = models("A-block_sparse")
+    first = ours.generate(ids, attention_mask=mask, max_new_tokens=4, return_dict_in_generate=True)
+    for prompt, named in ((first.sequences[:, :2], "holds 4 positions, the prompt 2"),
+                          (first.sequences[:1], "decoder_input_ids must be")):
+        with pytest.raises(ValueError, match=named):
+            ours.generate(ids, attention_mask=mask, decoder_input_ids=prompt, past_key_values=first.past_key_values)
+    with pytest.raises(ValueError, match="has 2 rows, the prompt 6"):
+        ours.generate(ids, attention_mask=mask, decoder_input_ids=first.sequences,
+                      past_key_values=first.past_key_values, num_beams=3)
+    with pytest.raises(ValueError, match="use_cache=True"):
+        ours.generate(ids, attention_mask=mask, decoder_input_ids=first.sequences,
+                      past_key_values=first.past_key_values, use_cache=False)
+
+
 def test_defaults_come_from_the_checkpoint_generation_config(tmp_path):
     defaults = dict(num_beams=3, length_penalty=0.5, max_length=10, no_repeat_ngram_size=2)
     reference, ours = reference_and_ours(tmp_path, dict(CONFIGS["B"], attention_type="original_full"), **defaults)
@@ -478,7 +528,7 @@ def test_beam_sampling_is_reproducible(models):
     (dict(decoder_input_ids=torch.tensor([[2, 5], [2, 6]]), decoder_attention_mask=torch.ones(2, 3)),
      "decoder_attention_mask"),
     (dict(decoder_attention_mask=torch.ones(2, 1)), "decoder_attention_mask"),
-    (dict(past_key_values=DecoderCache(2)), "past_key_values: generate does not continue"),
+    (dict(past_key_values=((torch.zeros(2, 1, 1, 4),) * 4,)), "past_key_values: pass the `past_key_values`"),
 ], ids=repr)
 def test_invalid_arguments_raise_naming_them(models, options, named):
     _, ours, ids, mask = models("B-original_full")

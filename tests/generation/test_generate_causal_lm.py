@@ -144,6 +144,32 @@ def test_prompts_given_as_embeddings_generate_the_reference_tokens(models, optio
                    for a, b in zip(step_a, step_b)) < 1e-4
 
 
+def test_continuing_from_past_key_values_matches_reference(models):
+    """The first call generates the pad id (0) as a token in one row: continued without an attention mask, the
+    reference takes it for padding (its mask inferred from pad ids), and so do we; with a mask of ones, the
+    continuation equals one call of all the new tokens."""
+    reference, ours, prompts = models
+    first = dict(max_new_tokens=4, min_new_tokens=4, return_dict_in_generate=True)
+    mine, theirs = ours.generate(prompts, **first), reference.generate(prompts, **first)
+    assert bool((mine.sequences == 0).any())
+    continued = ours.generate(mine.sequences, past_key_values=mine.past_key_values, max_new_tokens=6)
+    expected = reference.generate(theirs.sequences, past_key_values=theirs.past_key_values, max_new_tokens=6)
+    assert torch.equal(continued, expected)
+    mine = ours.generate(prompts, **first)
+    continued = ours.generate(mine.sequences, attention_mask=torch.ones_like(mine.sequences),
+                              past_key_values=mine.past_key_values, max_new_tokens=6)
+    assert torch.equal(continued, ours.generate(prompts, max_new_tokens=10, min_new_tokens=4))
+
+
+def test_prompts_holding_the_pad_id_without_a_mask_match_reference(models):
+    """Without an attention_mask the reference masks the pad id's positions (when it is no EOS id), as we do."""
+    reference, ours, prompts = models
+    padded = prompts.clone()
+    padded[0, 2], padded[1, :2] = 0, 0
+    for options in (dict(max_new_tokens=8), dict(max_new_tokens=8, num_beams=2)):
+        assert torch.equal(ours.generate(padded, **options), reference.generate(padded, **options))
+
+
 def test_logits_to_keep_is_accepted_and_changes_no_token(models):
     reference, ours, prompts = models
     expected = reference.generate(prompts, max_new_tokens=8, logits_to_keep=0)

@@ -37,13 +37,15 @@ class CachedDecoder:
     encoder states: the decoder alone, as a causal LM); logits come from the last position only.
     prompt_mask (rows, p), 0 on padding: left-padded prompts, whose padding no position attends to.
     prompt_embeds (rows, p, d_model): the prompt as the decoder's input embeddings, read by the prefill instead
-    of the prompt's tokens (a causal LM's `generate(inputs_embeds=...)`)."""
+    of the prompt's tokens (a causal LM's `generate(inputs_embeds=...)`). past: an earlier call's cache holding the
+    prompt's first positions (rows as the prompt's), copied: the prefill runs the other positions only."""
 
     def __init__(self, decoder: torch.nn.Module, *, project_to_vocab: Callable[[torch.Tensor], torch.Tensor],
                  encoder_states: torch.Tensor | None, encoder_mask: torch.Tensor | None, capacity: int,
                  step: Callable[..., torch.Tensor] | None = None,
                  cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES,
-                 prompt_mask: torch.Tensor | None = None, prompt_embeds: torch.Tensor | None = None):
+                 prompt_mask: torch.Tensor | None = None, prompt_embeds: torch.Tensor | None = None,
+                 past: DecoderCache | None = None):
         self.decoder = decoder
         self.prompt_embeds = prompt_embeds
         self.project_to_vocab = project_to_vocab
@@ -52,6 +54,8 @@ class CachedDecoder:
         self.cross_bias = None if encoder_mask is None else padding_bias(encoder_mask.bool(), encoder_states.dtype)
         self.cache = DecoderCache(len(decoder.layers), cross_attention_cache=cross_attention_cache)
         self.cache.reserve(capacity)
+        if past is not None:
+            self.cache.continue_from(past)
         self.step = step or decoder.step  # the static-shape one-token step, compiled or not
         self.key_valid = None                                                       # (rows, capacity) or None
         if prompt_mask is not None:
@@ -67,8 +71,11 @@ class CachedDecoder:
         return self.project_to_vocab(hidden[:, -1]).float()
 
     def prompt_inputs(self, prompt: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The decoder's (input_ids, inputs_embeds) for the prompt (rows, p): the tokens, or the embeddings."""
-        return (prompt, None) if self.prompt_embeds is None else (None, self.prompt_embeds)
+        """The decoder's (input_ids, inputs_embeds) for the prompt (rows, p) at the prefill: the tokens the cache
+        does not hold yet, or the embeddings."""
+        if self.prompt_embeds is None:
+            return prompt[:, self.cache.length:], None
+        return None, self.prompt_embeds
 
     def decode_one_token(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (rows,) appended at the next position -> next-token logits (rows, vocab), float32."""

@@ -25,8 +25,8 @@ from .logits_process import build_logits_processors
 from .outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
                       GenerateEncoderDecoderOutput)
 from .recording import RecordingDecoder
-from .settings import (decoder_prompt, resolve_cross_attention_cache, resolve_generation_config, resolve_lengths,
-                       special_tokens, start_token, validate_generation_config)
+from .settings import (decoder_prompt, mask_from_padding, resolve_cross_attention_cache, resolve_generation_config,
+                       resolve_lengths, special_tokens, start_token, validate_generation_config)
 from .transition_scores import transition_scores
 
 HUB_OPTIONS = ("subfolder", "revision", "cache_dir", "local_files_only", "token")
@@ -70,7 +70,7 @@ class GenerationMixin(GenerationCommon):
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
                  generation_config: GenerationConfig | None = None, encoder_outputs: Any = None,
                  decoder_input_ids: torch.Tensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None,
+                 past_key_values: DecoderCache | None = None, generator: torch.Generator | None = None,
                  seed: int | None = None,
                  cross_attention_cache: str | CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES,
                  **kwargs: Any) -> torch.Tensor | GenerateEncoderDecoderOutput | GenerateBeamEncoderDecoderOutput:
@@ -79,8 +79,9 @@ class GenerationMixin(GenerationCommon):
         Keywords are those of the reference: any GenerationConfig field (`num_beams`, `max_new_tokens`,
         `length_penalty`, `do_sample`, ...) overrides `generation_config` (default: `self.generation_config`).
         `encoder_outputs` skips the encoder; `decoder_input_ids` (docs, p) is a decoder prompt (the start token is
-        prepended when missing), left-padded with `decoder_attention_mask` (docs, p) 0 on the padding. Sampling
-        draws from `generator`, or from a new one seeded with `seed`, or from torch's global generator.
+        prepended when missing), left-padded with `decoder_attention_mask` (docs, p) 0 on the padding; with
+        `past_key_values` (an earlier call's, holding all but the prompt's last positions) only those are run.
+        Sampling draws from `generator`, or from a new one seeded with `seed`, or from torch's global generator.
 
         `cross_attention_cache` (ours, not the reference's) trades speed for memory: "keys_and_values" (the
         fastest), "values" (half the cross-attention memory) or "none" (only the encoder states are kept); see
@@ -103,6 +104,7 @@ class GenerationMixin(GenerationCommon):
         prompt, prompt_mask = decoder_prompt(decoder_input_ids, start_id=start_token(config), docs=states.shape[0],
                                              device=states.device, mask=decoder_attention_mask)
         return continue_prompts(self, config=config, length_is_default=length_is_default, prompt=prompt,
+                                past=past_key_values,
                                 prompt_mask=prompt_mask, input_ids=input_ids if encoder_outputs is None else None,
                                 generator=generator, seed=seed, encoded=encoded, encoder_mask=attention_mask,
                                 output_classes=(GenerateEncoderDecoderOutput, GenerateBeamEncoderDecoderOutput),
@@ -148,18 +150,21 @@ class DecoderOnlyGenerationMixin(GenerationCommon):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
                  generation_config: GenerationConfig | None = None, inputs_embeds: torch.Tensor | None = None,
+                 past_key_values: DecoderCache | None = None,
                  generator: torch.Generator | None = None, seed: int | None = None, logits_to_keep: int | None = None,
                  **kwargs: Any) -> torch.Tensor | GenerateDecoderOnlyOutput | GenerateBeamDecoderOnlyOutput:
         """Continue the prompts input_ids (rows, p) (default: one row holding `bos_token_id`); keywords as for
         the encoder-decoder `generate`. Returns sequences (rows * num_return_sequences, length) that begin with
         their prompt, finished rows padded; or, with `return_dict_in_generate=True`, an output holding them.
         Prompts of different lengths are left-padded, with an attention_mask (rows, p) that is 0 on the padding
-        (the reference's convention; no position attends to the padding).
+        (the reference's convention; no position attends to the padding); without one, positions holding
+        `pad_token_id` are taken for padding when it is no EOS id, as the reference does.
 
         inputs_embeds (rows, p, d_model): the prompt as input embeddings (what `get_input_embeddings()` gives for
         tokens, or any others), read instead of the tokens; with input_ids (rows, p) too, the sequences begin with
         them, else they hold the new tokens only, and lengths count those. `logits_to_keep` (a forward option of
-        the reference) is accepted: generation computes the last position's logits only, whatever its value."""
+        the reference) is accepted: generation computes the last position's logits only, whatever its value.
+        `past_key_values`: an earlier call's cache holding all but the prompt's last positions; only those are run."""
         if "inputs" in kwargs:  # the reference's name for the first argument
             input_ids = kwargs.pop("inputs")
         config, length_is_default = resolve_generation_config(self.generation_config, passed=generation_config,
@@ -176,6 +181,8 @@ class DecoderOnlyGenerationMixin(GenerationCommon):
             input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
         elif input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be a prompt of shape (rows, p) with p >= 1, got {tuple(input_ids.shape)}")
+        if attention_mask is None:  # as the reference's decoder-only generate (not its encoder-decoder one)
+            attention_mask = mask_from_padding(input_ids, config)
         prompt_shape = tuple(input_ids.shape if inputs_embeds is None else inputs_embeds.shape[:2])
         if attention_mask is not None and tuple(attention_mask.shape) != prompt_shape:
             raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} does not match the prompt "
@@ -183,6 +190,7 @@ class DecoderOnlyGenerationMixin(GenerationCommon):
         if attention_mask is not None and bool(attention_mask.bool().all()):
             attention_mask = None  # nothing is padded: the plain causal mask
         return continue_prompts(self, config=config, length_is_default=length_is_default, prompt=input_ids.to(device),
+                                past=past_key_values,
                                 generator=generator, seed=seed, encoded=None, encoder_mask=None,
                                 prompt_mask=None if attention_mask is None else attention_mask.to(device),
                                 prompt_embeds=None if inputs_embeds is None else inputs_embeds.to(device),
@@ -209,18 +217,22 @@ def continue_prompts(model: torch.nn.Module, *, config: GenerationConfig, length
                      encoded: EncoderOutput | None, encoder_mask: torch.Tensor | None,
                      output_classes: tuple[type, type], prompt_mask: torch.Tensor | None = None,
                      prompt_embeds: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
+                     past: DecoderCache | None = None,
                      cross_attention_cache: CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES) -> Any:
     """Decode from prompt (docs, p) (prompt_mask (docs, p), 0 on padding, or None) with `model`'s decoder, over
     the encoder's output (last_hidden_state (docs, s, d_model)) when given, keeping for it what
     `cross_attention_cache` says: greedy search or sampling, or beam search. input_ids (docs, s): the tokens whose
     n-grams `encoder_no_repeat_ngram_size` bans (the document, a causal LM's prompt). prompt_embeds (docs, e,
     d_model): the decoder reads these instead of the prompt's tokens (then p is e, or 0 when the sequences hold only
-    the new tokens). Returns the sequences, or an instance of `output_classes` (greedy/sampling, beam search) when
-    `return_dict_in_generate`."""
+    the new tokens). past: an earlier call's cache (its `past_key_values`) holding the prompt's first positions:
+    only the others are run. Returns the sequences, or an instance of `output_classes` (greedy/sampling, beam
+    search) when `return_dict_in_generate`."""
     device = prompt.device
     eos_ids, pad_id = special_tokens(config, device=device)
     rows_per_doc = max(config.num_beams, config.num_return_sequences)
     prompt = prompt.repeat_interleave(rows_per_doc, dim=0)                            # (docs * g, p)
+    if past is not None:
+        check_past(past, prompt=prompt, use_cache=config.use_cache, embeds=prompt_embeds is not None)
     if prompt_mask is not None:
         prompt_mask = prompt_mask.repeat_interleave(rows_per_doc, dim=0)              # (docs * g, p)
     # positions the decoder reads before the returned sequence's own (embeddings without their tokens)
@@ -243,7 +255,8 @@ def continue_prompts(model: torch.nn.Module, *, config: GenerationConfig, length
     options = dict(project_to_vocab=model.project_to_vocab,
                    encoder_states=None if encoded is None else encoded.last_hidden_state, encoder_mask=encoder_mask,
                    capacity=unreturned + max_length - 1, step=getattr(model, "compiled_step", None),
-                   cross_attention_cache=cross_attention_cache, prompt_mask=prompt_mask, prompt_embeds=prompt_embeds)
+                   cross_attention_cache=cross_attention_cache, prompt_mask=prompt_mask, prompt_embeds=prompt_embeds,
+                   past=past)
     recorded = config.return_dict_in_generate and (config.output_logits or config.output_attentions
                                                    or config.output_hidden_states)
     if recorded:
@@ -289,3 +302,20 @@ def _prompt_beside_embeddings(input_ids: torch.Tensor | None, inputs_embeds: tor
         raise ValueError(f"input_ids of shape {tuple(input_ids.shape)} do not match inputs_embeds "
                          f"{tuple(inputs_embeds.shape)}: they must be the same prompt")
     return input_ids
+
+
+def check_past(past: Any, *, prompt: torch.Tensor, use_cache: bool, embeds: bool) -> None:
+    """A ValueError naming past_key_values unless it is a cache of ours that holds fewer positions than the prompt
+    (rows, p), one row per prompt row, and the call uses the cache and a prompt of tokens."""
+    if not isinstance(past, DecoderCache):
+        raise ValueError(f"past_key_values: pass the `past_key_values` (a DecoderCache) of an earlier generate or "
+                         f"forward of this library, not a {type(past).__name__}")
+    if not use_cache or embeds:
+        raise ValueError("past_key_values: continuing needs use_cache=True and a prompt of tokens (not inputs_embeds)")
+    if past.length >= prompt.shape[1]:
+        raise ValueError(f"past_key_values holds {past.length} positions, the prompt {prompt.shape[1]}: pass the "
+                         "whole sequence so far as the prompt, the cache covering all but its last tokens")
+    rows = next((keys.shape[0] for keys in past.self_keys if keys is not None), prompt.shape[0])
+    if rows != prompt.shape[0]:
+        raise ValueError(f"past_key_values has {rows} rows, the prompt {prompt.shape[0]} (documents x beams or "
+                         "sequences): continue with the settings that made it")

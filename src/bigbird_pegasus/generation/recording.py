@@ -29,10 +29,12 @@ class RecordingDecoder(CachedDecoder):
         self.hidden_states: list[tuple[torch.Tensor, ...]] = []
 
     def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
-        return self._recorded(self._forward(prompt) if self._exact else super().prefill(prompt))
+        return self._recorded(self._forward(prompt, at_prefill=True) if self._exact else super().prefill(prompt))
 
     def decode_one_token(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self._recorded(self._forward(tokens[:, None]) if self._exact else super().decode_one_token(tokens))
+        if not self._exact:
+            return self._recorded(super().decode_one_token(tokens))
+        return self._recorded(self._forward(tokens[:, None], at_prefill=False))
 
     @property
     def _exact(self) -> bool:
@@ -43,10 +45,9 @@ class RecordingDecoder(CachedDecoder):
         if self.inputs is not None:
             self.inputs = self.inputs.index_select(0, rows)
 
-    def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, *, at_prefill: bool) -> torch.Tensor:
         """tokens (rows, t) after the cached ones (the prompt, at the prefill) -> next-token logits (rows, vocab),
         float32; records the step."""
-        at_prefill = self.cache.length == 0 if self.use_cache else self.inputs is None
         tokens, embeds = self.prompt_inputs(tokens) if at_prefill else (tokens, None)
         if self.use_cache:
             mask, cache = self.keys_so_far((tokens if embeds is None else embeds).shape[1]), self.cache

@@ -18,9 +18,6 @@ def resolve_generation_config(model_default: GenerationConfig, *, passed: Any,
     `passed` may be our GenerationConfig or any object with `to_dict()` (e.g. the reference's); only the values it
     sets count, i.e. those that differ from GenerationConfig's defaults (the reference: those that are not None).
     """
-    if any(kwargs.pop(name, None) is not None for name in ("past_key_values", "cache")):  # None: accepted
-        raise ValueError("past_key_values: generate does not continue from an earlier call's cache; pass the whole "
-                         "sequence so far as the prompt (decoder_input_ids, or a causal LM's input_ids)")
     fields = GenerationConfig.field_names()
     unknown = sorted(set(kwargs) - fields)
     if unknown:
@@ -106,6 +103,17 @@ def special_tokens(config: GenerationConfig, *, device: torch.device) -> tuple[t
     if pad_id is None and eos_ids is not None:
         pad_id = int(eos_ids[0])
     return eos_ids, pad_id
+
+
+def mask_from_padding(input_ids: torch.Tensor | None, config: GenerationConfig) -> torch.Tensor | None:
+    """The attention mask (b, n) the reference infers for a decoder-only model when none is passed: 0 where
+    input_ids hold pad_token_id, when they hold it at all and it is no EOS id; else None (every token attends)."""
+    if input_ids is None or input_ids.dim() != 2 or config.pad_token_id is None:
+        return None
+    if config.eos_token_id is not None and config.pad_token_id in _as_list(config.eos_token_id):
+        return None
+    is_padding = input_ids == config.pad_token_id
+    return (~is_padding).long() if bool(is_padding.any()) else None
 
 
 def start_token(config: GenerationConfig) -> int:

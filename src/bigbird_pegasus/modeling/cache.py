@@ -57,6 +57,20 @@ class DecoderCache:
                 self.self_values[layer] = _grown(self.self_values[layer], like=keys, length=self.length,
                                                  capacity=capacity)
 
+    def continue_from(self, past: DecoderCache) -> None:
+        """Start from a copy of the self-attention positions `past` holds (rows as this cache's queries), in buffers
+        of the reserved capacity; `past` is left as it was. Cross-attention entries are computed anew."""
+        if len(past) != len(self):
+            raise ValueError(f"past_key_values holds {len(past)} layers, the decoder has {len(self)}")
+        if past.length >= self.reserved:
+            raise ValueError(f"past_key_values holds {past.length} positions: no room left for new ones")
+        for layer, keys in enumerate(past.self_keys):
+            if past.length and keys is not None:
+                self.self_keys[layer] = _grown(keys, like=keys, length=past.length, capacity=self.reserved)
+                self.self_values[layer] = _grown(past.self_values[layer], like=keys, length=past.length,
+                                                 capacity=self.reserved)
+        self.length = past.length
+
     def append(self, layer: int, *, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this step's (b, h, t, d) keys/values after the cached ones; return all (b, h, length + t, d)."""
         start, end = self.length, self.length + keys.shape[2]
