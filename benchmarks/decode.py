@@ -297,40 +297,51 @@ def step_bytes(config: dict, *, engine: str, source_length: int, docs: int, posi
 
 
 def report(runs: dict[str, list[dict]], size: str, checkpoint: Path, args: argparse.Namespace) -> None:
+    """Write the results as JSON and print them (`report_lines`)."""
     bandwidth = statistics.median(run["bytes_per_s"] for run in runs["bandwidth"] if "bytes_per_s" in run)
     steps = {engine: statistics.median(run["step_s"] for run in its_runs if "step_s" in run)
              for engine, its_runs in runs.items() if engine != "bandwidth" and any("step_s" in r for r in its_runs)}
-    print(f"\n{size} config, {SOURCE_LENGTH[size]}-token source, {args.docs} document(s), beam {BEAMS}, steps "
-          f"{args.short}..{args.long}, {args.threads} threads; median of {args.rounds} processes x {args.repeats}")
-    print(f"read bandwidth (1 GiB torch.sum): {bandwidth / 1e9:.1f} GB/s\n")
-    print("| engine | step s | vs CTranslate2 fp32 | vs CTranslate2 int8 | step bytes GB | byte floor s | step / floor |")
-    print("|---|---|---|---|---|---|---|")
     config = json.loads((checkpoint / "config.json").read_text())
     read = {engine: step_bytes(config, engine=engine, source_length=SOURCE_LENGTH[size], docs=args.docs,
                                position=(args.short + args.long) // 2) for engine in steps}
+    result = dict(size=size, source_length=SOURCE_LENGTH[size], docs=args.docs, beams=BEAMS, short=args.short,
+                  long=args.long, threads=args.threads, rounds=args.rounds, repeats=args.repeats,
+                  bandwidth_bytes_per_s=bandwidth, steps=steps, step_bytes=read, runs=runs)
+    print("\n" + "\n".join(report_lines(result)))
+    default_out = checkpoint_folder(args.tiny).replace(f"{size}-random", f"{'tiny-' if args.tiny else ''}decode.json")
+    out = Path(args.out or default_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {out}")
+
+
+def report_lines(result: dict) -> list[str]:
+    """The table (engine: step time, ratios against CTranslate2, byte floor), the bytes per step and the
+    per-op profiles, as markdown lines (benchmarks/run.py puts them in results.md)."""
+    steps, bandwidth = result["steps"], result["bandwidth_bytes_per_s"]
+    lines = [f"{result['size']} config, {result['source_length']}-token source, {result['docs']} document(s), beam "
+             f"{result['beams']}, steps {result['short']}..{result['long']}, {result['threads']} threads; median of "
+             f"{result['rounds']} processes, each the fastest of {result['repeats']} runs per length",
+             f"read bandwidth (1 GiB torch.sum): {bandwidth / 1e9:.1f} GB/s", "",
+             "| engine | step s | vs CTranslate2 fp32 | vs CTranslate2 int8 | step bytes GB | byte floor s | step / floor |",
+             "|---|---|---|---|---|---|---|"]
     for engine, seconds in steps.items():
-        floor = read[engine]["total"] / bandwidth
+        floor = result["step_bytes"][engine]["total"] / bandwidth
         cells = [ratio(steps.get("ctranslate2"), seconds), ratio(steps.get("ctranslate2-int8"), seconds),
-                 f"{read[engine]['total'] / 1e9:.2f}", f"{floor:.3f}", f"{seconds / floor:.2f}x"]
-        print(f"| {engine} | {seconds:.4f} | " + " | ".join(cells) + " |")
-    print("\nvs CTranslate2: its step time over the engine's (above 1: the engine is faster). Step bytes (GB):")
-    for engine, parts in read.items():
-        print(f"  {engine}: " + ", ".join(f"{name} {value / 1e9:.3f}" for name, value in parts.items()))
-    for engine, its_runs in runs.items():
+                 f"{result['step_bytes'][engine]['total'] / 1e9:.2f}", f"{floor:.3f}", f"{seconds / floor:.2f}x"]
+        lines.append(f"| {engine} | {seconds:.4f} | " + " | ".join(cells) + " |")
+    lines += ["", "vs CTranslate2: its step time over the engine's (above 1: the engine is faster). Step bytes (GB):"]
+    for engine, parts in result["step_bytes"].items():
+        lines.append(f"- {engine}: " + ", ".join(f"{name} {value / 1e9:.3f}" for name, value in parts.items()))
+    for engine, its_runs in result["runs"].items():
         errors = [run["error"] for run in its_runs if "error" in run]
         if errors:
-            print(f"{engine} failed: {errors[0]}")
+            lines.append(f"{engine} failed: {errors[0]}")
         profiles = [run["profile"] for run in its_runs if "profile" in run]
         if profiles:
-            print(f"\n{engine}: own CPU time per op over the decoding steps (first process)")
-            for entry in profiles[0]:
-                print(f"  {entry['share']:6.1%}  {entry['calls']:6d} calls  {entry['op']}")
-    out = Path(args.out or checkpoint_folder(args.tiny).replace(f"{size}-random", f"{'tiny-' if args.tiny else ''}decode.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(size=size, source_length=SOURCE_LENGTH[size], docs=args.docs, beams=BEAMS,
-                                   short=args.short, long=args.long, bandwidth_bytes_per_s=bandwidth, steps=steps, step_bytes=read,
-                                   runs=runs), indent=1))
-    print(f"\nwrote {out}")
+            lines += ["", f"{engine}: own CPU time per op over the decoding steps (first process)", ""]
+            lines += [f"    {entry['share']:6.1%}  {entry['calls']:6d} calls  {entry['op']}" for entry in profiles[0]]
+    return lines
 
 
 def ratio(numerator: float | None, denominator: float | None) -> str:
