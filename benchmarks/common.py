@@ -114,7 +114,7 @@ def max_peak_mb(results: list[dict]) -> float | None:
 
 def generate_run_label(run: dict) -> str:
     """A generate run's row name: "reference", "ours", or e.g. "ours, values" for ours with another
-    cross-attention cache than the default."""
+    cross-attention cache than the default ("ours, int8": with quantize_int8)."""
     mode = run.get("cross_attention_cache")
     return run["implementation"] if mode in (None, "keys_and_values") else f"{run['implementation']}, {mode}"
 

@@ -9,6 +9,8 @@ Nothing is asserted: this measures.
     python benchmarks/generate.py --tiny          # smoke run on a tiny config
     python benchmarks/generate.py --only ours --profile   # our time breakdown: encoder, cross K/V, steps
     python benchmarks/generate.py --cross-attention-cache keys_and_values values none   # ours in each mode
+    python benchmarks/generate.py --new-tokens 256 --int8     # the real job; ours also with quantize_int8
+    python benchmarks/generate.py --only ours --docs 4 --new-tokens 256   # 4 documents in one generate call
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EOS = 1
-# The run the issue sets: a 4096-token document, beam 5, length penalty 0.8, exactly 64 new tokens.
-GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8, max_new_tokens=64, min_new_tokens=64)
+# The run the issue sets: a 4096-token document, beam 5, length penalty 0.8, exactly --new-tokens new tokens.
+GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8)
 DOCUMENT_LENGTH = {"large": 4096, "tiny": 640}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (checkpoint_folder, first_to_go_when_memory_runs_out, generate_run_label,  # noqa: E402
@@ -45,7 +47,7 @@ def main() -> None:
         print(f"saving random {size} weights with the reference into {workdir} ...", flush=True)
         subprocess.run([sys.executable, __file__, "--child", "save", "--workdir", str(workdir)]
                        + (["--tiny"] if args.tiny else []), check=True)
-    ours = [("ours", mode) for mode in args.cross_attention_cache]
+    ours = [("ours", mode) for mode in args.cross_attention_cache] + ([("ours", "int8")] if args.int8 else [])
     runs_per_repeat = {"both": ours + [("reference", None)], "ours": ours, "reference": [("reference", None)]}
     runs = []
     for repeat in range(args.repeats):
@@ -68,6 +70,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cross-attention-cache", nargs="+", default=["keys_and_values"],
                         choices=("keys_and_values", "values", "none"),
                         help="our generate's cross-attention cache; several: one run of ours in each, per repeat")
+    parser.add_argument("--int8", action="store_true", help="one more run of ours per repeat, with quantize_int8")
+    parser.add_argument("--new-tokens", type=int, default=64, help="new tokens (exactly: min = max)")
+    parser.add_argument("--docs", type=int, default=1, help="documents generated together in one call")
     parser.add_argument("--profile", action="store_true", help="our time breakdown (encoder, cross K/V, steps)")
     parser.add_argument("--threads", type=int, help="torch threads in each run (default: torch's)")
     parser.add_argument("--child", choices=("save", "ours", "reference"), help=argparse.SUPPRESS)
@@ -80,7 +85,8 @@ def run_in_subprocess(implementation: str, mode: str | None, workdir: Path, args
         result_file = Path(scratch) / "result.json"
         command = [sys.executable, __file__, "--child", implementation, "--workdir", str(workdir),
                    "--result", str(result_file)]
-        command += ["--cross-attention-cache", mode] if mode else []
+        command += ["--new-tokens", str(args.new_tokens), "--docs", str(args.docs)]
+        command += ["--int8"] if mode == "int8" else ["--cross-attention-cache", mode] if mode else []
         command += ["--tiny"] if args.tiny else []
         command += ["--profile"] if args.profile and implementation == "ours" else []
         command += ["--threads", str(args.threads)] if args.threads else []
@@ -106,16 +112,23 @@ def run_child(args: argparse.Namespace) -> None:
     load_s = time.perf_counter() - started
     peak_after_load_mb = peak_rss_mb()
     reset_peak_rss()
-    ids, mask = document(model.config.vocab_size, DOCUMENT_LENGTH["tiny" if args.tiny else "large"])
-    options = dict(GENERATE_OPTIONS)
+    if args.int8:
+        import bigbird_pegasus
+
+        bigbird_pegasus.quantize_int8(model)
+    ids, mask = document(model.config.vocab_size, DOCUMENT_LENGTH["tiny" if args.tiny else "large"], docs=args.docs)
+    options = dict(GENERATE_OPTIONS, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
     if args.child == "ours":
         options["cross_attention_cache"] = args.cross_attention_cache[0]
     started = time.perf_counter()
     with torch.no_grad():
         tokens = model.generate(ids, attention_mask=mask, **options)
     generate_s = time.perf_counter() - started
-    result = dict(implementation=args.child, cross_attention_cache=options.get("cross_attention_cache"),
+    # the label of the run ("ours, int8": quantize_int8 with the default cache)
+    label = "int8" if args.int8 else options.get("cross_attention_cache")
+    result = dict(implementation=args.child, cross_attention_cache=label,
                   load_s=load_s, generate_s=generate_s,
+                  docs=args.docs, docs_per_s=args.docs / generate_s,
                   peak_rss_gb=max(peak_after_load_mb, peak_rss_mb()) / 1024,
                   generate_peak_rss_gb=peak_rss_mb() / 1024, tokens=tokens.tolist(), threads=torch.get_num_threads())
     if args.profile:
@@ -135,10 +148,10 @@ def imported_class(implementation: str):
     return transformers.BigBirdPegasusForConditionalGeneration
 
 
-def document(vocab_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random document (1, length) ending in EOS, and its all-ones mask."""
-    ids = torch.randint(3, vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
-    ids[0, -1] = EOS
+def document(vocab_size: int, length: int, *, docs: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """`docs` random documents (docs, length) ending in EOS, and their all-ones mask."""
+    ids = torch.randint(3, vocab_size, (docs, length), generator=torch.Generator().manual_seed(0))
+    ids[:, -1] = EOS
     return ids, torch.ones_like(ids)
 
 
@@ -196,14 +209,15 @@ def report(runs: list[dict], size: str, workdir: Path, args: argparse.Namespace)
         return min(run[key] for run in by_label[name])
 
     identical = None if reference_tokens is None else all(run["tokens"] == reference_tokens for run in runs)
-    rows = ["| implementation | load s | generate s | end to end s | peak RSS GB | generate peak RSS GB | tokens |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| implementation | load s | generate s | docs/s | end to end s | peak RSS GB | generate peak RSS GB | tokens |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, its_runs in by_label.items():
         same = ("reference" if name == "reference" else
                 "n/a" if reference_tokens is None else
                 "identical" if all(run["tokens"] == reference_tokens for run in its_runs) else "DIFFERENT")
         end_to_end = min(run["load_s"] + run["generate_s"] for run in its_runs)
-        rows.append(f"| {name} | {best(name, 'load_s'):.1f} | {best(name, 'generate_s'):.1f} | {end_to_end:.1f} "
+        rows.append(f"| {name} | {best(name, 'load_s'):.1f} | {best(name, 'generate_s'):.1f} "
+                    f"| {args.docs / best(name, 'generate_s'):.4f} | {end_to_end:.1f} "
                     f"| {best(name, 'peak_rss_gb'):.2f} | {best(name, 'generate_peak_rss_gb'):.2f} | {same} |")
     ratios = {}
     if "reference" in by_label:
@@ -217,7 +231,8 @@ def report(runs: list[dict], size: str, workdir: Path, args: argparse.Namespace)
                         "generate peak RSS %.2fx" % (name, args.repeats, ratios[name]["generate_s"],
                                                      ratios[name]["end_to_end_s"], ratios[name]["peak_rss_gb"],
                                                      ratios[name]["generate_peak_rss_gb"]))
-    print(f"\n{size} config, {DOCUMENT_LENGTH[size]}-token document, {GENERATE_OPTIONS}, "
+    print(f"\n{size} config, {args.docs} x {DOCUMENT_LENGTH[size]}-token document, {GENERATE_OPTIONS}, "
+          f"{args.new_tokens} new tokens, "
           f"{runs[0]['threads']} threads\n")
     print("\n".join(rows))
     for run in runs:
@@ -226,7 +241,7 @@ def report(runs: list[dict], size: str, workdir: Path, args: argparse.Namespace)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(size=size, workdir=str(workdir), document_length=DOCUMENT_LENGTH[size],
-                                   options=GENERATE_OPTIONS, ratios=ratios, identical_tokens=identical,
+                                   options=GENERATE_OPTIONS, new_tokens=args.new_tokens, docs=args.docs, ratios=ratios, identical_tokens=identical,
                                    runs=runs), indent=1))
     print(f"\nwrote {out}")
 

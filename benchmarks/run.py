@@ -10,7 +10,9 @@ Runs, each measurement in fresh processes with the libraries alternating (see ea
   4. generate.py      one 4096-token document, beam 5, length penalty 0.8, 64 new tokens, both libraries
                       (ours with each of its three cross-attention caches);
   5. train_step.py    one training step (4096 in, 256 out, batch 1, dropout on), with and without gradient
-                      checkpointing, both libraries; and 2-process CPU scaling of `finetune`.
+                      checkpointing, both libraries; and 2-process CPU scaling of `finetune`;
+  6. decode.py        time per decoding step, ours (fp32, int8) against CTranslate2 (fp32, int8), byte floor;
+  7. generate.py      the real job: as 4. with 256 new tokens, the reference, ours and ours with quantize_int8.
 Then writes benchmarks/results.md (the tables) and benchmarks/scaling.png (time and peak memory against
 input length). Raw JSON goes to benchmarks/out/.
 """
@@ -27,6 +29,7 @@ import sys
 from datetime import date
 
 from common import HERE, generate_run_label, max_peak_mb, median_seconds
+from decode import report_lines as decode_report_lines
 
 OUT = os.path.join(HERE, "out")
 
@@ -35,7 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="small model and lengths: check that every step runs")
     parser.add_argument("--rounds", type=int, default=2, help="processes per library and measurement")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("encoder", "long", "variants", "generate", "train"))
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=("encoder", "long", "variants", "generate", "train", "decode"))
     args = parser.parse_args()
 
     lengths = [256, 512, 1024] if args.tiny else [1024, 2048, 4096]
@@ -54,9 +58,11 @@ def main() -> None:
         "generate": ["generate.py", "--repeats", str(args.rounds),
                      "--cross-attention-cache", "keys_and_values", "values", "none"],
         "train": ["train_step.py", "--rounds", "1", "--repeats", "1"],
+        "decode": ["decode.py", "--rounds", str(args.rounds), "--profile"],
+        "generate-256": ["generate.py", "--repeats", "1", "--new-tokens", "256", "--int8"],
     }
     groups = {"encoder": ["encoder"], "long": ["long"], "variants": ["bf16", "int8", "compile"],
-              "generate": ["generate"], "train": ["train"]}
+              "generate": ["generate"], "train": ["train"], "decode": ["decode", "generate-256"]}
     skipped = {step for group in args.skip for step in groups[group]}
     results = {}
     for name, command in steps.items():
@@ -86,6 +92,11 @@ def write_report(results: dict, tiny: bool) -> None:
         lines += generate_table(results["generate"])
     if "train" in results:
         lines += train_tables(results["train"])
+    if "decode" in results:
+        lines += ["## Time per decoding step: ours against CTranslate2 (`decode.py`)", "",
+                  *decode_report_lines(results["decode"]), ""]
+    if "generate-256" in results:
+        lines += generate_table(results["generate-256"])
     folder, prefix = (OUT, "tiny-") if tiny else (HERE, "")  # a smoke run leaves the published figures alone
     with open(os.path.join(folder, f"{prefix}results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -139,7 +150,8 @@ def variants_table(results: dict) -> list[str]:
 
 
 def generate_table(result: dict) -> list[str]:
-    rows = [f"## generate: {result['document_length']}-token document, {result['options']}", "",
+    rows = [f"## generate: {result.get('docs', 1)} x {result['document_length']}-token document, {result['options']}, "
+            f"{result.get('new_tokens', 64)} new tokens", "",
             "| library | load s | generate s | end to end s | peak RSS GiB | tokens |", "|---|---|---|---|---|---|"]
     runs_by_label: dict[str, list[dict]] = {}
     for run in result["runs"]:
@@ -153,7 +165,9 @@ def generate_table(result: dict) -> list[str]:
             "identical" if all(run["tokens"] == reference_tokens for run in runs) else "DIFFERENT")
         rows.append(f"| {name} | {load:.1f} | {generate:.1f} | {load + generate:.1f} | {figures[name][2]:.2f} "
                     f"| {same} |")
-    if any(", " in name for name in figures):
+    if "ours, int8" in figures:
+        rows += ["", "`ours, int8`: ours after `quantize_int8(model)` (int8 linear layers, cross-attention cache in bf16)."]
+    if any(name in ("ours, values", "ours, none") for name in figures):
         rows += ["", "`ours, values` and `ours, none`: ours with `generate(..., cross_attention_cache=\"values\")` and "
                      "`\"none\"`, which keep less per document for cross-attention (README, \"Memory while generating\")."]
     if "reference" in figures:

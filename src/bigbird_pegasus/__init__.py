@@ -20,7 +20,7 @@ from .heads.sequence_classification import BigBirdPegasusForSequenceClassificati
 from .modeling.cache import CrossAttentionCache
 from .modeling.model import BigBirdPegasusModel
 from .modeling.pretrained import BigBirdPegasusPreTrainedModel
-from .modeling.quantization import quantize_int8
+from .modeling.quantization import quantize_int8, reduce_cross_attention_cache
 from .pipeline.summarizer import Summarizer, Summary, summarize
 from .text.newlines import decode_newlines, encode_newlines
 from .text.tokenizer import PegasusTokenizer
@@ -41,5 +41,6 @@ __all__ = [
     "decode_newlines",
     "encode_newlines",
     "quantize_int8",
+    "reduce_cross_attention_cache",
     "summarize",
 ]

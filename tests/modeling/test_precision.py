@@ -1,4 +1,5 @@
-"""Reduced precision: the bf16 path and int8 dynamic quantization stay close to fp32."""
+"""Reduced precision: the bf16 path, int8 dynamic quantization and the bf16 cross-attention cache stay close
+to fp32."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 import bigbird_pegasus
-from bigbird_pegasus import quantize_int8
+from bigbird_pegasus import quantize_int8, reduce_cross_attention_cache
 from helpers.reference import CONFIG_A, difference, padded_batch
 
 
@@ -59,3 +60,40 @@ def test_int8_logits_stay_close_to_fp32(model):
 def test_int8_refuses_other_dtypes(model):
     with pytest.raises(ValueError, match="fp32"):
         quantize_int8(model.to(torch.bfloat16))
+
+
+def cached_forward(model, **inputs):
+    """Logits of a forward that fills a decoder cache, and the dtype of the cross-attention keys it kept."""
+    with torch.no_grad():
+        out = model(**inputs, use_cache=True)
+    return out.logits.float(), out.past_key_values.cross_keys[0].dtype
+
+
+def test_bfloat16_cross_attention_cache_stays_close_to_fp32(model):
+    ids, mask = padded_batch(model.config.vocab_size, 400, pad_last=50)
+    decoder_ids, _ = padded_batch(model.config.vocab_size, 8, pad_last=0, seed=5)
+    expected, expected_dtype = cached_forward(model, input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+    reduce_cross_attention_cache(model)
+    reduced, reduced_dtype = cached_forward(model, input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+    assert (expected_dtype, reduced_dtype) == (torch.float32, torch.bfloat16)
+    assert torch.isfinite(reduced).all()                         # the padding bias survives the narrower dtype
+    assert 0 < difference(reduced, expected) <= 0.02 * expected.abs().max().item()
+    tokens = model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=5)
+    assert tokens.shape == (2, 6)
+
+
+def test_int8_caches_cross_attention_in_bfloat16_unless_told(model):
+    ids, mask = padded_batch(model.config.vocab_size, 400, pad_last=50)
+    decoder_ids, _ = padded_batch(model.config.vocab_size, 8, pad_last=0, seed=5)
+    inputs = dict(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+    fp32_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    _, default_dtype = cached_forward(quantize_int8(model), **inputs)
+    model = bigbird_pegasus.BigBirdPegasusForConditionalGeneration(model.config).eval()
+    model.load_state_dict(fp32_state)
+    _, kept_dtype = cached_forward(quantize_int8(model, cross_attention_dtype=None), **inputs)
+    assert (default_dtype, kept_dtype) == (torch.bfloat16, torch.float32)
+
+
+def test_cross_attention_cache_refuses_integer_dtypes(model):
+    with pytest.raises(ValueError, match="floating-point"):
+        reduce_cross_attention_cache(model, dtype=torch.int8)

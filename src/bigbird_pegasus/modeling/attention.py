@@ -91,6 +91,9 @@ class DecoderAttention(nn.Module):
         self.out_proj = Linear(d_model, d_model, bias=bias)
         self.num_heads = num_heads
         self.dropout = dropout
+        # The dtype cross-attention keys/values are cached and attended in (None: the activations'); a smaller one
+        # halves what each decoding step reads (see `quantization.reduce_cross_attention_cache`).
+        self.cache_dtype: torch.dtype | None = None
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -141,10 +144,15 @@ class DecoderAttention(nn.Module):
                                                 cached=cache.cross_values, layer=layer)
             return self._merge(self.folded_cross_attention(q, encoder_states=encoder_states, values=values,
                                                            bias=bias, dropout=dropout))
+        dtype = self.cache_dtype or q.dtype
         k = self._cross_projection(self.k_proj, encoder_states=encoder_states,
-                                   cached=None if cache is None else cache.cross_keys, layer=layer)
+                                   cached=None if cache is None else cache.cross_keys, layer=layer, dtype=dtype)
         v = self._cross_projection(self.v_proj, encoder_states=encoder_states,
-                                   cached=None if cache is None else cache.cross_values, layer=layer)
+                                   cached=None if cache is None else cache.cross_values, layer=layer, dtype=dtype)
+        if dtype != q.dtype:
+            if bias is not None:  # the activations' minimum would overflow to -inf in a narrower dtype
+                bias = bias.clamp(min=torch.finfo(dtype).min).to(dtype)
+            return self._merge(grouped_attention(q.to(dtype), k, v, bias=bias, dropout=dropout).to(q.dtype))
         return self._merge(grouped_attention(q, k, v, bias=bias, dropout=dropout))
 
     def _recorded_cross_attention(self, q: torch.Tensor, *, encoder_states: torch.Tensor, bias: torch.Tensor | None,
@@ -162,12 +170,14 @@ class DecoderAttention(nn.Module):
         return context
 
     def _cross_projection(self, projection: nn.Module, *, encoder_states: torch.Tensor,
-                          cached: list[torch.Tensor | None] | None, layer: int) -> torch.Tensor:
-        """Keys or values (docs, h, s, d) of the encoder states, from `cached[layer]` or projected (and kept
-        there, contiguous once: every later step reads them; strided: ~20% slower attention)."""
+                          cached: list[torch.Tensor | None] | None, layer: int,
+                          dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Keys or values (docs, h, s, d) of the encoder states in `dtype` (default: theirs), from `cached[layer]`
+        or projected (and kept there, contiguous once: every later step reads them; strided: ~20% slower
+        attention)."""
         if cached is not None and cached[layer] is not None:
             return cached[layer]
-        projected = self._heads(projection(encoder_states))
+        projected = self._heads(projection(encoder_states)).to(dtype or encoder_states.dtype)
         if cached is not None:
             projected = cached[layer] = projected.contiguous()
         return projected

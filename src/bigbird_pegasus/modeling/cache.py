@@ -38,6 +38,9 @@ class DecoderCache:
         self.self_values: list[torch.Tensor | None] = [None] * num_layers
         self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
         self.cross_values: list[torch.Tensor | None] = [None] * num_layers
+        # Beam search reorders the self-attention cache into these, then swaps them with the current buffers.
+        self._spare_keys: list[torch.Tensor | None] = [None] * num_layers
+        self._spare_values: list[torch.Tensor | None] = [None] * num_layers
         self.length = 0
         self.reserved = 0
 
@@ -100,11 +103,15 @@ class DecoderCache:
         self.length += steps
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep the self-attention rows `index` (beam search); cross-attention entries are per document."""
+        """Keep the self-attention rows `index` (beam search), in that order; cross-attention entries are per
+        document. Only the positions written so far move, into spare buffers kept for the next reorder: no
+        allocation, and a step early in a long generation moves little."""
         for layer, keys in enumerate(self.self_keys):
             if keys is not None:
-                self.self_keys[layer] = keys.index_select(0, index)
-                self.self_values[layer] = self.self_values[layer].index_select(0, index)
+                self.self_keys[layer], self._spare_keys[layer] = _reordered(
+                    keys, index, length=self.length, spare=self._spare_keys[layer])
+                self.self_values[layer], self._spare_values[layer] = _reordered(
+                    self.self_values[layer], index, length=self.length, spare=self._spare_values[layer])
 
     def to_legacy(self) -> tuple[tuple[torch.Tensor, ...], ...]:
         """Per layer (self keys, self values, cross keys, cross values), the reference's old tuple layout."""
@@ -122,6 +129,16 @@ class DecoderCache:
                 cache.cross_keys[i], cache.cross_values[i] = entry[2], entry[3]
         cache.length = layers[0][0].shape[2] if layers else 0
         return cache
+
+
+def _reordered(buffer: torch.Tensor, index: torch.Tensor, *, length: int,
+               spare: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the rows `index` of buffer (b, h, capacity, d) in `spare`, buffer as the next spare), for the first
+    `length` positions; a spare of another shape is replaced by zeros (its unwritten slots must be finite)."""
+    if spare is None or spare.shape != buffer.shape:
+        spare = torch.zeros_like(buffer)
+    spare[:, :, :length] = buffer[:, :, :length].index_select(0, index)
+    return spare, buffer
 
 
 def _grown(buffer: torch.Tensor | None, *, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
