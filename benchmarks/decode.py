@@ -3,6 +3,7 @@
     python benchmarks/decode.py                      # large config, 4096-token source, beam 5, 3 rounds
     python benchmarks/decode.py --tiny               # smoke run on the tiny config
     python benchmarks/decode.py --engines ours ours-int8 --profile      # ours alone, with a per-op profile
+    python benchmarks/decode.py --engines ours-int8-weights ours-bf16-cache ours-bf16   # quantize_int8's parts; bf16
     python benchmarks/decode.py --docs 4             # 4 documents decoded together
 
 CTranslate2 runs Pegasus, not BigBird-Pegasus (it has no block-sparse encoder), so the decoder of the random
@@ -36,8 +37,8 @@ from common import checkpoint_folder, ensure_checkpoint, first_to_go_when_memory
 
 ENGINES = ("ours", "ours-int8", "ctranslate2", "ctranslate2-int8")
 # Ours with one of quantize_int8's two parts only: int8 weights (cross-attention cache in fp32), or fp32 weights
-# with the cross-attention cache in bf16.
-PARTIAL_ENGINES = ("ours-int8-weights", "ours-bf16-cache")
+# with the cross-attention cache in bf16; and ours loaded in bf16 altogether.
+PARTIAL_ENGINES = ("ours-int8-weights", "ours-bf16-cache", "ours-bf16")
 SOURCE_LENGTH = {"large": 4096, "tiny": 640}
 EOS = 1
 # The issue's setting: beam 5, length penalty 0.8.
@@ -47,7 +48,7 @@ CT2_FOLDER = {"ctranslate2": "ct2-float32", "ctranslate2-int8": "ct2-int8"}
 # Bytes per number each engine reads per step: (weights, cross-attention keys/values). CTranslate2's int8 keeps
 # its activations, so its keys/values, in fp32; `quantize_int8` keeps ours in bf16.
 ITEM_BYTES = {"ours": (4, 4), "ours-int8": (1, 2), "ctranslate2": (4, 4), "ctranslate2-int8": (1, 4),
-              "ours-int8-weights": (1, 4), "ours-bf16-cache": (4, 2)}
+              "ours-int8-weights": (1, 4), "ours-bf16-cache": (4, 2), "ours-bf16": (2, 2)}
 
 
 def main() -> None:
@@ -134,7 +135,8 @@ def ours_child(args: argparse.Namespace) -> dict:
     import bigbird_pegasus
 
     torch.set_num_threads(args.threads)
-    model = bigbird_pegasus.BigBirdPegasusForConditionalGeneration.from_pretrained(args.workdir).eval()
+    dtype = torch.bfloat16 if args.child == "ours-bf16" else torch.float32
+    model = bigbird_pegasus.BigBirdPegasusForConditionalGeneration.from_pretrained(args.workdir, dtype=dtype).eval()
     if args.child == "ours-int8":
         bigbird_pegasus.quantize_int8(model)
     elif args.child == "ours-int8-weights":
@@ -144,7 +146,8 @@ def ours_child(args: argparse.Namespace) -> dict:
     length = SOURCE_LENGTH["tiny" if args.tiny else "large"]
     # Only the decoding is timed, and its time does not depend on the encoder states' values: random states
     # spare each process the encoder (10-20 s at 4096 tokens).
-    states = torch.randn(args.docs, length, model.config.d_model, generator=torch.Generator().manual_seed(0))
+    seeded = torch.Generator().manual_seed(0)
+    states = torch.randn(args.docs, length, model.config.d_model, generator=seeded).to(dtype)
 
     def generate(new_tokens: int):
         with torch.inference_mode():
@@ -276,7 +279,7 @@ def ctranslate2_converter(folder: str, *, vocab_size: int):
 
 
 CHILDREN = {"ours": ours_child, "ours-int8": ours_child, "ours-int8-weights": ours_child,
-            "ours-bf16-cache": ours_child, "ctranslate2": ctranslate2_child,
+            "ours-bf16-cache": ours_child, "ours-bf16": ours_child, "ctranslate2": ctranslate2_child,
             "ctranslate2-int8": ctranslate2_child, "bandwidth": bandwidth_child, "convert": convert_child}
 CHILDREN_NAMES = tuple(CHILDREN)
 
