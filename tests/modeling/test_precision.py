@@ -82,6 +82,25 @@ def test_bfloat16_cross_attention_cache_stays_close_to_fp32(model):
     assert tokens.shape == (2, 6)
 
 
+def test_attention_probabilities_over_a_bfloat16_cache(model):
+    """output_attentions runs the exact path: over cross-attention keys/values a fast step cached in bf16, it
+    attends in bf16 too (its probabilities in the activations' dtype), and generate's records change no token."""
+    ids, mask = padded_batch(model.config.vocab_size, 400, pad_last=50)
+    decoder_ids, _ = padded_batch(model.config.vocab_size, 8, pad_last=0, seed=5)
+    reduce_cross_attention_cache(model)
+    with torch.no_grad():
+        whole = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
+        first = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids[:, :4], use_cache=True)
+        rest = model(encoder_outputs=(first.encoder_last_hidden_state,), attention_mask=mask,
+                     decoder_input_ids=decoder_ids[:, 4:], past_key_values=first.past_key_values,
+                     output_attentions=True)
+    assert all(layer.dtype == torch.float32 and torch.isfinite(layer).all() for layer in rest.cross_attentions)
+    assert difference(rest.logits, whole[:, 4:]) <= 0.02 * whole.abs().max().item()
+    options = dict(attention_mask=mask, num_beams=2, max_new_tokens=6, return_dict_in_generate=True)
+    recorded = model.generate(ids, output_attentions=True, **options)
+    assert torch.equal(model.generate(ids, **options).sequences, recorded.sequences)
+
+
 def test_int8_caches_cross_attention_in_bfloat16_unless_told(model):
     ids, mask = padded_batch(model.config.vocab_size, 400, pad_last=50)
     decoder_ids, _ = padded_batch(model.config.vocab_size, 8, pad_last=0, seed=5)

@@ -150,24 +150,28 @@ class DecoderAttention(nn.Module):
         v = self._cross_projection(self.v_proj, encoder_states=encoder_states,
                                    cached=None if cache is None else cache.cross_values, layer=layer, dtype=dtype)
         if dtype != q.dtype:
-            if bias is not None:  # the activations' minimum would overflow to -inf in a narrower dtype
-                bias = bias.clamp(min=torch.finfo(dtype).min).to(dtype)
-            return self._merge(grouped_attention(q.to(dtype), k, v, bias=bias, dropout=dropout).to(q.dtype))
+            narrow_q, narrow_bias = in_dtype(q, bias, dtype=dtype)
+            return self._merge(grouped_attention(narrow_q, k, v, bias=narrow_bias, dropout=dropout).to(q.dtype))
         return self._merge(grouped_attention(q, k, v, bias=bias, dropout=dropout))
 
     def _recorded_cross_attention(self, q: torch.Tensor, *, encoder_states: torch.Tensor, bias: torch.Tensor | None,
                                   cache: DecoderCache | None, layer: int, dropout: float,
                                   record: list[torch.Tensor]) -> torch.Tensor:
         """Cross-attention through the exact path over projected keys and values (kept in `cache` as far as it
-        keeps them), its probabilities appended to `record`. q (b, h, t, d) -> context (b, h, t, d)."""
+        keeps them), its probabilities appended to `record`; in `cache_dtype` where the fast path uses it.
+        q (b, h, t, d) -> context (b, h, t, d)."""
         kept = CrossAttentionCache.NONE if cache is None else cache.cross_attention_cache
         keys = cache.cross_keys if kept is CrossAttentionCache.KEYS_AND_VALUES else None
         values = None if kept is CrossAttentionCache.NONE else cache.cross_values
-        k = self._cross_projection(self.k_proj, encoder_states=encoder_states, cached=keys, layer=layer)
-        v = self._cross_projection(self.v_proj, encoder_states=encoder_states, cached=values, layer=layer)
-        context, weights = eager_attention(q, k, v, bias=bias, dropout=dropout)
-        record.append(weights)
-        return context
+        as_fast_path = cache is None or kept is CrossAttentionCache.KEYS_AND_VALUES
+        dtype = self.cache_dtype if as_fast_path and self.cache_dtype is not None else q.dtype
+        k = self._cross_projection(self.k_proj, encoder_states=encoder_states, cached=keys, layer=layer, dtype=dtype)
+        v = self._cross_projection(self.v_proj, encoder_states=encoder_states, cached=values, layer=layer,
+                                   dtype=dtype)
+        narrow_q, narrow_bias = in_dtype(q, bias, dtype=dtype)
+        context, weights = eager_attention(narrow_q, k, v, bias=narrow_bias, dropout=dropout)
+        record.append(weights.to(q.dtype))
+        return context.to(q.dtype)
 
     def _cross_projection(self, projection: nn.Module, *, encoder_states: torch.Tensor,
                           cached: list[torch.Tensor | None] | None, layer: int,
@@ -225,3 +229,14 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias
     q = q.view(docs, groups, h, t, d).transpose(1, 2).reshape(docs, h, groups * t, d)   # (docs, h, g*t, d)
     context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
     return context.view(docs, h, groups, t, d).transpose(1, 2).reshape(docs * groups, h, t, d)
+
+
+def in_dtype(q: torch.Tensor, bias: torch.Tensor | None, *,
+             dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Queries (b, h, t, d) and an additive bias cast to `dtype` for attention over keys cached in it; the bias
+    clamped first (the activations' minimum would overflow to -inf in a narrower dtype)."""
+    if dtype == q.dtype:
+        return q, bias
+    if bias is not None:
+        bias = bias.clamp(min=torch.finfo(dtype).min).to(dtype)
+    return q.to(dtype), bias
