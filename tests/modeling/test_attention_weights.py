@@ -9,17 +9,8 @@ import torch.nn.functional as F
 
 from bigbird_pegasus.modeling.attention_weights import block_sparse_weights, dense_block_counts, eager_attention
 from bigbird_pegasus.modeling.block_sparse import BlockLayout, block_layout, block_sparse_attention, sparse_masks
+from helpers.block_inputs import BLOCK, HEAD_DIM, HEADS, inputs
 
-BLOCK, HEADS, HEAD_DIM = 8, 4, 16
-
-
-def inputs(num_blocks: int, padding: int, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    n = num_blocks * BLOCK
-    q, k, v = (torch.randn(2, n, HEADS * HEAD_DIM, generator=generator) for _ in range(3))
-    key_valid = torch.ones(2, n, dtype=torch.bool)
-    key_valid[1, n - padding:] = False
-    return q, k, v, key_valid
 
 
 def weights_of(layout: BlockLayout, q, k, key_valid):

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from bigbird_pegasus.modeling.block_sparse import BlockLayout, block_layout, block_sparse_attention, sparse_masks
+from helpers.block_inputs import BLOCK, HEAD_DIM, HEADS, inputs
 
-BLOCK, HEADS, HEAD_DIM = 8, 4, 16
 
 
 def dense_counts(layout: BlockLayout, num_blocks: int) -> torch.Tensor:
@@ -32,15 +32,6 @@ def oracle(q, k, v, counts, key_valid):
     scores = scores.masked_fill(~key_valid[:, None, None, :], float("-inf"))
     out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1)
     return out * key_valid[:, :, None]
-
-
-def inputs(num_blocks: int, padding: int, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    n = num_blocks * BLOCK
-    q, k, v = (torch.randn(2, n, HEADS * HEAD_DIM, generator=generator) for _ in range(3))
-    key_valid = torch.ones(2, n, dtype=torch.bool)
-    key_valid[1, n - padding:] = False
-    return q, k, v, key_valid
 
 
 @pytest.mark.parametrize("seeded", [False, True])
