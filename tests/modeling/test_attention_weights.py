@@ -12,7 +12,6 @@ from bigbird_pegasus.modeling.block_sparse import BlockLayout, block_layout, blo
 from helpers.block_inputs import BLOCK, HEAD_DIM, HEADS, inputs
 
 
-
 def weights_of(layout: BlockLayout, q, k, key_valid):
     masks = sparse_masks(layout, key_valid=key_valid, batch_size=2, num_heads=HEADS, block_size=BLOCK,
                          dtype=torch.float32)

@@ -10,7 +10,6 @@ from bigbird_pegasus.modeling.block_sparse import BlockLayout, block_layout, blo
 from helpers.block_inputs import BLOCK, HEAD_DIM, HEADS, inputs
 
 
-
 def dense_counts(layout: BlockLayout, num_blocks: int) -> torch.Tensor:
     """(H, nb, nb): how many times query block q counts key block k; the edge query blocks see all."""
     heads = layout.key_blocks.shape[1]
