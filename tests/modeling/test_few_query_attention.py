@@ -1,0 +1,116 @@
+"""The decoding steps' attention for a few query rows (`few_query_attention`, position-minor cached keys) and the
+beam reorder of the self-attention cache, against SDPA and plain indexing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bigbird_pegasus.modeling import attention as attention_module
+from bigbird_pegasus.modeling.attention import DecoderAttention, few_query_attention, grouped_attention
+from bigbird_pegasus.modeling.cache import DecoderCache
+from bigbird_pegasus.modeling.masks import padding_bias
+
+HEADS, HEAD_DIM, SOURCE = 4, 8, 37
+
+
+def documents(generator: torch.Generator, *, docs: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """keys, values (docs, h, s, d) and a padding bias (docs, 1, 1, s) hiding the last 5 keys of document 1."""
+    k, v = (torch.randn(docs, HEADS, SOURCE, HEAD_DIM, generator=generator) for _ in range(2))
+    mask = torch.ones(docs, SOURCE, dtype=torch.bool)
+    mask[-1, -5:] = False
+    return k, v, padding_bias(mask, torch.float32)
+
+
+@pytest.mark.parametrize("position_minor", [False, True])
+def test_few_query_attention_is_sdpa(position_minor):
+    generator = torch.Generator().manual_seed(0)
+    k, v, bias = documents(generator)
+    if position_minor:
+        k = k.transpose(-1, -2).contiguous().transpose(-1, -2)
+        assert not k.is_contiguous()
+    q = torch.randn(2, HEADS, 5, HEAD_DIM, generator=generator)
+    expected = F.scaled_dot_product_attention(q, k.contiguous(), v, attn_mask=bias)
+    actual = few_query_attention(q, k, v, bias=bias)
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1e-6
+
+
+def test_few_query_attention_in_bfloat16_keeps_the_softmax_in_float32():
+    generator = torch.Generator().manual_seed(1)
+    k, v, bias = documents(generator)
+    q = torch.randn(2, HEADS, 5, HEAD_DIM, generator=generator)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    narrow_bias = bias.clamp(min=torch.finfo(torch.bfloat16).min).bfloat16()
+    actual = few_query_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias=narrow_bias)
+    assert actual.dtype == torch.bfloat16
+    assert (actual.float() - expected).abs().max() <= 3e-2
+
+
+def sdpa_over_copies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The oracle: every query row (docs * g) attends to its own copy of its document's keys/values."""
+    groups = q.shape[0] // k.shape[0]
+    k, v, bias = (t.repeat_interleave(groups, dim=0) for t in (k, v, bias))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+def test_grouped_attention_takes_the_few_query_path_in_inference_only(monkeypatch):
+    generator = torch.Generator().manual_seed(2)
+    k, v, bias = documents(generator)
+    q = torch.randn(2 * 3, HEADS, 1, HEAD_DIM, generator=generator)          # 2 documents x 3 beams, 1 token
+    calls = []
+    monkeypatch.setattr(attention_module, "few_query_attention",
+                        lambda *args, **kwargs: calls.append(1) or few_query_attention(*args, **kwargs))
+    expected = sdpa_over_copies(q, k, v, bias)
+    with torch.no_grad():
+        assert (grouped_attention(q, k, v, bias=bias) - expected).abs().max() <= 1e-6
+    assert calls == [1]
+
+    trained = q.clone().requires_grad_()
+    context = grouped_attention(trained, k, v, bias=bias)                       # gradients: SDPA
+    context.sum().backward()
+    assert calls == [1] and trained.grad is not None
+    with torch.no_grad():
+        grouped_attention(q, k, v, bias=bias, dropout=0.1)                     # dropout: SDPA
+        many = torch.randn(2, HEADS, attention_module.FEW_QUERIES + 1, HEAD_DIM, generator=generator)
+        torch.testing.assert_close(grouped_attention(many, k, v, bias=bias), sdpa_over_copies(many, k, v, bias))
+    assert calls == [1]
+
+
+def test_cached_keys_are_position_minor_and_attend_as_contiguous_ones():
+    torch.manual_seed(3)
+    layer = DecoderAttention(HEADS * HEAD_DIM, num_heads=HEADS, bias=True, dropout=0.0).eval()
+    states = torch.randn(2, SOURCE, HEADS * HEAD_DIM)
+    x = torch.randn(2 * 3, 1, HEADS * HEAD_DIM)
+    _, _, bias = documents(torch.Generator().manual_seed(4))
+    cache = DecoderCache(1)
+    with torch.no_grad():
+        cached = layer.cross_attention(x, encoder_states=states, bias=bias, cache=cache, layer=0)
+        uncached = layer.cross_attention(x, encoder_states=states, bias=bias, cache=None, layer=0)
+        again = layer.cross_attention(x, encoder_states=states, bias=bias, cache=cache, layer=0)
+    keys, values = cache.cross_keys[0], cache.cross_values[0]
+    assert keys.shape == values.shape == (2, HEADS, SOURCE, HEAD_DIM)
+    assert keys.transpose(-1, -2).is_contiguous() and values.is_contiguous()
+    assert (cached - uncached).abs().max() <= 1e-6
+    assert torch.equal(cached, again)
+
+
+def test_reorder_moves_the_written_positions_of_the_chosen_rows():
+    cache = DecoderCache(2)
+    cache.reserve(6)
+    generator = torch.Generator().manual_seed(5)
+    written = []
+    for _ in range(3):
+        step = [torch.randn(4, HEADS, 1, HEAD_DIM, generator=generator) for _ in range(2)]
+        for layer in range(2):
+            cache.append(layer, keys=step[0], values=step[1])
+        cache.advance(1)
+        written.append(step)
+    keys = torch.cat([step[0] for step in written], dim=2)                     # (4, h, 3, d)
+    first, second = torch.tensor([2, 2, 0, 3]), torch.tensor([1, 0, 3, 3])
+    cache.reorder(first)
+    cache.reorder(second)
+    for layer in range(2):
+        assert torch.equal(cache.self_keys[layer][:, :, :3], keys[first][second])
+        assert not cache.self_keys[layer][:, :, 3:].any()
