@@ -10,6 +10,7 @@ Nothing is asserted: this measures.
     python benchmarks/generate.py --only ours --profile   # our time breakdown: encoder, cross K/V, steps
     python benchmarks/generate.py --cross-attention-cache keys_and_values values none   # ours in each mode
     python benchmarks/generate.py --new-tokens 256 --int8     # the real job; ours also with quantize_int8
+    python benchmarks/generate.py --new-tokens 256 --int8 --int8-bf16-encoder   # and with the encoder in bf16
     python benchmarks/generate.py --only ours --docs 4 --new-tokens 256   # 4 documents in one generate call
 """
 
@@ -48,6 +49,7 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--child", "save", "--workdir", str(workdir)]
                        + (["--tiny"] if args.tiny else []), check=True)
     ours = [("ours", mode) for mode in args.cross_attention_cache] + ([("ours", "int8")] if args.int8 else [])
+    ours += [("ours", "int8, bf16 encoder")] if args.int8_bf16_encoder else []
     runs_per_repeat = {"both": ours + [("reference", None)], "ours": ours, "reference": [("reference", None)]}
     runs = []
     for repeat in range(args.repeats):
@@ -71,6 +73,9 @@ def parse_args() -> argparse.Namespace:
                         choices=("keys_and_values", "values", "none"),
                         help="our generate's cross-attention cache; several: one run of ours in each, per repeat")
     parser.add_argument("--int8", action="store_true", help="one more run of ours per repeat, with quantize_int8")
+    parser.add_argument("--int8-bf16-encoder", action="store_true",
+                        help="one more run of ours per repeat, with quantize_int8(model, encoder_dtype=torch.bfloat16)")
+    parser.add_argument("--encoder-dtype", choices=("bf16",), help=argparse.SUPPRESS)
     parser.add_argument("--new-tokens", type=int, default=64, help="new tokens (exactly: min = max)")
     parser.add_argument("--docs", type=int, default=1, help="documents generated together in one call")
     parser.add_argument("--profile", action="store_true", help="our time breakdown (encoder, cross K/V, steps)")
@@ -86,7 +91,10 @@ def run_in_subprocess(implementation: str, mode: str | None, workdir: Path, args
         command = [sys.executable, __file__, "--child", implementation, "--workdir", str(workdir),
                    "--result", str(result_file)]
         command += ["--new-tokens", str(args.new_tokens), "--docs", str(args.docs)]
-        command += ["--int8"] if mode == "int8" else ["--cross-attention-cache", mode] if mode else []
+        if mode in ("int8", "int8, bf16 encoder"):
+            command += ["--int8"] + (["--encoder-dtype", "bf16"] if mode != "int8" else [])
+        elif mode:
+            command += ["--cross-attention-cache", mode]
         command += ["--tiny"] if args.tiny else []
         command += ["--profile"] if args.profile and implementation == "ours" else []
         command += ["--threads", str(args.threads)] if args.threads else []
@@ -115,7 +123,8 @@ def run_child(args: argparse.Namespace) -> None:
     if args.int8:
         import bigbird_pegasus
 
-        bigbird_pegasus.quantize_int8(model)
+        encoder_dtype = torch.bfloat16 if args.encoder_dtype == "bf16" else None
+        bigbird_pegasus.quantize_int8(model, encoder_dtype=encoder_dtype)
     ids, mask = document(model.config.vocab_size, DOCUMENT_LENGTH["tiny" if args.tiny else "large"], docs=args.docs)
     options = dict(GENERATE_OPTIONS, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
     if args.child == "ours":
@@ -125,7 +134,9 @@ def run_child(args: argparse.Namespace) -> None:
         tokens = model.generate(ids, attention_mask=mask, **options)
     generate_s = time.perf_counter() - started
     # the label of the run ("ours, int8": quantize_int8 with the default cache)
-    label = "int8" if args.int8 else options.get("cross_attention_cache")
+    label = options.get("cross_attention_cache")
+    if args.int8:
+        label = "int8, bf16 encoder" if args.encoder_dtype else "int8"
     result = dict(implementation=args.child, cross_attention_cache=label,
                   load_s=load_s, generate_s=generate_s,
                   docs=args.docs, docs_per_s=args.docs / generate_s,

@@ -2,12 +2,13 @@
 
     python benchmarks/precision.py                      # 4096-token input, every variant against fp32
     python benchmarks/precision.py --tiny --length 640
+    python benchmarks/precision.py --variants "quantize_int8 + bf16 encoder"     # fp32 and that variant only
 
 Variants: the whole model in bf16; `quantize_int8` (int8 linear layers and the cross-attention cache in bf16,
-"ours int8" in benchmarks/decode.py) and each of its two parts alone. For each: the max |diff| of the decoder
-logits (teacher-forced on fp32's greedy tokens) relative to the logits' range, and how many of `--new-tokens`
-tokens of greedy search and of beam search (beam 5, length penalty 0.8, the issue's setting) equal fp32's at the
-same position, with the first position that differs.
+"ours int8" in benchmarks/decode.py) and each of its two parts alone; `quantize_int8` with the encoder in bf16. For
+each: the max |diff| of the decoder logits (teacher-forced on fp32's greedy tokens) relative to the logits' range,
+and how many of `--new-tokens` tokens of greedy search and of beam search (beam 5, length penalty 0.8, the issue's
+setting) equal fp32's at the same position, with the first position that differs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from common import ensure_checkpoint
 
 BEAM_OPTIONS = dict(num_beams=5, length_penalty=0.8)
+VARIANTS = ("bf16", "int8 weights (cross-attention cache fp32)", "bf16 cross-attention cache (weights fp32)",
+            "quantize_int8 (both)", "quantize_int8 + bf16 encoder")
 
 
 def main() -> None:
@@ -25,6 +28,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, help="input tokens (default: 4096, or 640 with --tiny)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="the variants to compare with fp32 (default: all)")
     args = parser.parse_args()
     args.length = args.length or (640 if args.tiny else 4096)
 
@@ -40,7 +45,9 @@ def main() -> None:
     variants = {"fp32": lambda m: m, "bf16": lambda m: m.to(torch.bfloat16),
                 "int8 weights (cross-attention cache fp32)": lambda m: quantize_int8(m, cross_attention_dtype=None),
                 "bf16 cross-attention cache (weights fp32)": reduce_cross_attention_cache,
-                "quantize_int8 (both)": quantize_int8}
+                "quantize_int8 (both)": quantize_int8,
+                "quantize_int8 + bf16 encoder": lambda m: quantize_int8(m, encoder_dtype=torch.bfloat16)}
+    variants = {name: convert for name, convert in variants.items() if name == "fp32" or name in args.variants}
     lengths = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
     results = {}
     for name, convert in variants.items():

@@ -12,7 +12,8 @@ Runs, each measurement in fresh processes with the libraries alternating (see ea
   5. train_step.py    one training step (4096 in, 256 out, batch 1, dropout on), with and without gradient
                       checkpointing, both libraries; and 2-process CPU scaling of `finetune`;
   6. decode.py        time per decoding step, ours (fp32, int8) against CTranslate2 (fp32, int8), byte floor;
-  7. generate.py      the real job: as 4. with 256 new tokens, the reference, ours and ours with quantize_int8.
+  7. generate.py      the real job: as 4. with 256 new tokens, the reference, ours and ours with quantize_int8
+                      (also with the encoder in bf16).
 Then writes benchmarks/results.md (the tables) and benchmarks/scaling.png (time and peak memory against
 input length). Raw JSON goes to benchmarks/out/.
 """
@@ -59,7 +60,7 @@ def main() -> None:
                      "--cross-attention-cache", "keys_and_values", "values", "none"],
         "train": ["train_step.py", "--rounds", "1", "--repeats", "1"],
         "decode": ["decode.py", "--rounds", str(args.rounds), "--profile"],
-        "generate-256": ["generate.py", "--repeats", "1", "--new-tokens", "256", "--int8"],
+        "generate-256": ["generate.py", "--repeats", "1", "--new-tokens", "256", "--int8", "--int8-bf16-encoder"],
     }
     groups = {"encoder": ["encoder"], "long": ["long"], "variants": ["bf16", "int8", "compile"],
               "generate": ["generate"], "train": ["train"], "decode": ["decode", "generate-256"]}
@@ -167,6 +168,9 @@ def generate_table(result: dict) -> list[str]:
                     f"| {same} |")
     if "ours, int8" in figures:
         rows += ["", "`ours, int8`: ours after `quantize_int8(model)` (int8 linear layers, cross-attention cache in bf16)."]
+    if "ours, int8, bf16 encoder" in figures:
+        rows += ["", "`ours, int8, bf16 encoder`: after `quantize_int8(model, encoder_dtype=torch.bfloat16)` (the "
+                     "same, the encoder in bf16)."]
     if any(name in ("ours, values", "ours, none") for name in figures):
         rows += ["", "`ours, values` and `ours, none`: ours with `generate(..., cross_attention_cache=\"values\")` and "
                      "`\"none\"`, which keep less per document for cross-attention (README, \"Memory while generating\")."]

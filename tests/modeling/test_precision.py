@@ -8,6 +8,7 @@ import torch
 
 import bigbird_pegasus
 from bigbird_pegasus import quantize_int8, reduce_cross_attention_cache
+from bigbird_pegasus.modeling.linear import Linear
 from helpers.reference import CONFIG_A, difference, padded_batch
 
 
@@ -60,6 +61,41 @@ def test_int8_logits_stay_close_to_fp32(model):
 def test_int8_refuses_other_dtypes(model):
     with pytest.raises(ValueError, match="fp32"):
         quantize_int8(model.to(torch.bfloat16))
+
+
+def test_int8_with_the_encoder_in_bfloat16_stays_close_to_fp32(model):
+    ids, mask = padded_batch(model.config.vocab_size, 400, pad_last=50)
+    decoder_ids, _ = padded_batch(model.config.vocab_size, 8, pad_last=0, seed=5)
+    inputs = dict(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+    expected, mixed = fp32_and_other(model, lambda m: quantize_int8(m, encoder_dtype=torch.bfloat16), **inputs)
+    encoder, decoder = model.model.encoder, model.model.decoder
+    assert {p.dtype for p in encoder.parameters()} == {torch.bfloat16}
+    assert type(encoder.layers[0].fc1) is Linear                        # the encoder's products stay float
+    assert type(decoder.layers[0].fc1) is not Linear and type(model.lm_head) is not torch.nn.Linear   # int8
+    assert decoder.embed_tokens is model.model.shared and model.model.shared.weight.dtype == torch.float32
+    assert difference(mixed, expected) <= 0.1 * expected.abs().max().item()
+    assert (mixed.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.8
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+        plain = model(**inputs).logits
+        as_tuple = model(**inputs, return_dict=False)
+        embedded = model(inputs_embeds=encoder.embed_tokens(ids).float(), attention_mask=mask,
+                         decoder_input_ids=decoder_ids)
+    assert out.encoder_last_hidden_state.dtype == torch.float32                 # back in fp32 for the decoder
+    assert all(state.dtype == torch.float32 for state in out.encoder_hidden_states)
+    assert torch.equal(as_tuple[0], plain)
+    assert torch.equal(embedded.logits, plain)                   # fp32 inputs_embeds are cast to bf16 first
+    assert model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=4).shape == (2, 5)
+
+
+def test_encoder_dtype_needs_a_float_dtype_and_an_encoder(model):
+    with pytest.raises(ValueError, match="encoder_dtype: .* floating-point"):
+        quantize_int8(model, encoder_dtype=torch.int8)
+    assert all(layer.encoder_attn.cache_dtype is None for layer in model.model.decoder.layers)   # left as it was
+    assert type(model.lm_head) is Linear
+    causal = bigbird_pegasus.BigBirdPegasusForCausalLM(model.config).eval()
+    with pytest.raises(ValueError, match="BigBirdPegasusForCausalLM has no encoder"):
+        quantize_int8(causal, encoder_dtype=torch.bfloat16)
 
 
 def cached_forward(model, **inputs):

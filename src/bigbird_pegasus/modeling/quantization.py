@@ -1,5 +1,5 @@
-"""Reduced-traffic options for faster CPU inference that change numbers: int8 linear layers, and
-cross-attention keys/values cached in bf16.
+"""Reduced-traffic options for faster CPU inference that change numbers: int8 linear layers, cross-attention
+keys/values cached in bf16, and the encoder in bf16.
 
 int8: weights are stored as int8 per output channel and activations quantized on the fly (PyTorch's
 fbgemm/x86 kernels, which need only AVX2). Embeddings, LayerNorms and attention stay in float.
@@ -7,6 +7,7 @@ fbgemm/x86 kernels, which need only AVX2). Embeddings, LayerNorms and attention 
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -14,23 +15,34 @@ from torch import nn
 
 from .layers import DecoderLayer
 from .linear import Linear
+from .model import BigBirdPegasusEncoder
 
 
-def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None = torch.bfloat16) -> nn.Module:
+def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None = torch.bfloat16,
+                  encoder_dtype: torch.dtype | None = None) -> nn.Module:
     """The fastest reduced-traffic path: replace every nn.Linear of `model` (in place, on the CPU) by its int8
     dynamic counterpart, and cache the decoder's cross-attention keys/values in `cross_attention_dtype`
     (None: in fp32, as the activations); returns the model.
 
-    For inference only (no gradients). The tied LM head becomes an int8 copy; the embedding stays fp32.
+    encoder_dtype: run the encoder in this dtype instead (its linear layers stay float; its outputs come back in
+    fp32). torch.bfloat16 pays on CPUs with AMX or AVX512-BF16 (the encoder ran about 2x faster than int8 on a
+    Sapphire Rapids); elsewhere bf16 is several times slower.
+
+    For inference only (no gradients). The tied LM head becomes an int8 copy; the embedding stays fp32 (the
+    encoder gets its own copy in `encoder_dtype`).
     """
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise ValueError("int8 dynamic quantization runs on the CPU: move the model there first")
     if any(p.dtype != torch.float32 for p in model.parameters()):
         raise ValueError("int8 dynamic quantization starts from an fp32 model: load it with dtype=torch.float32")
+    encoder = None if encoder_dtype is None else _encoder_of(model, dtype=encoder_dtype)  # checked before any change
     if cross_attention_dtype is not None:
         reduce_cross_attention_cache(model, dtype=cross_attention_dtype)
+    kept_float: set[nn.Module] = set()
+    if encoder is not None:
+        kept_float = set(_run_encoder_in(encoder, dtype=encoder_dtype).modules())
     for module in model.modules():
-        if isinstance(module, Linear):
+        if isinstance(module, Linear) and module not in kept_float:
             module.__class__ = nn.Linear  # the quantizer converts exact nn.Linear; ours adds no state to it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao on every use
@@ -50,3 +62,53 @@ def reduce_cross_attention_cache(model: nn.Module, *, dtype: torch.dtype = torch
         if isinstance(module, DecoderLayer):
             module.encoder_attn.cache_dtype = dtype
     return model
+
+
+def _encoder_of(model: nn.Module, *, dtype: torch.dtype) -> BigBirdPegasusEncoder:
+    """The encoder of `model`, to run in `dtype`; a ValueError if it has none or `dtype` is no float."""
+    if not dtype.is_floating_point:
+        raise ValueError(f"encoder_dtype: the encoder runs in a floating-point dtype, not {dtype}")
+    encoders = [module for module in model.modules() if isinstance(module, BigBirdPegasusEncoder)]
+    if not encoders:
+        raise ValueError(f"encoder_dtype: {type(model).__name__} has no encoder")
+    return encoders[0]
+
+
+def _run_encoder_in(encoder: BigBirdPegasusEncoder, *, dtype: torch.dtype) -> BigBirdPegasusEncoder:
+    """Cast `encoder` to `dtype` (in place), on a copy of its token table (the decoder may share it); its
+    inputs_embeds are cast to `dtype` and its outputs back to fp32 (forward hooks), so that the rest of the model
+    is unchanged. Returns the encoder."""
+    encoder.embed_tokens = copy.deepcopy(encoder.embed_tokens)  # the decoder keeps the shared fp32 table
+    encoder.to(dtype)
+    encoder.register_forward_pre_hook(_inputs_in(dtype), with_kwargs=True)
+    encoder.register_forward_hook(_outputs_in(torch.float32))
+    return encoder
+
+
+def _inputs_in(dtype: torch.dtype):
+    """A forward pre-hook casting a floating `inputs_embeds` keyword to `dtype`."""
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is not None and embeds.is_floating_point():
+            kwargs["inputs_embeds"] = embeds.to(dtype)
+        return args, kwargs
+    return hook
+
+
+def _outputs_in(dtype: torch.dtype):
+    """A forward hook casting the floating tensors of the output (a record or a tuple, and tuples in it) to
+    `dtype`."""
+    def cast(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.to(dtype)
+        if isinstance(value, tuple):
+            return tuple(cast(item) for item in value)
+        return value
+
+    def hook(module: nn.Module, args: tuple, output):
+        if isinstance(output, tuple):                       # return_dict=False
+            return cast(output)
+        for name, value in list(output.items()):
+            output[name] = cast(value)
+        return output
+    return hook
