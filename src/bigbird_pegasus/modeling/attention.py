@@ -230,7 +230,7 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias
     _, h, t, d = q.shape
     if groups > 1:
         q = q.view(docs, groups, h, t, d).transpose(1, 2).reshape(docs, h, groups * t, d)   # (docs, h, g*t, d)
-    if _few_queries(q, k, dropout=dropout):
+    if _few_queries(q, k, v, dropout=dropout):
         context = few_query_attention(q, k, v, bias=bias)
     else:
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
@@ -258,10 +258,11 @@ def few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
 FEW_QUERIES = 16
 
 
-def _few_queries(q: torch.Tensor, k: torch.Tensor, *, dropout: float) -> bool:
-    """Whether `few_query_attention` serves: CPU, inference, no dropout, at most FEW_QUERIES rows."""
+def _few_queries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout: float) -> bool:
+    """Whether `few_query_attention` serves: CPU, inference (SDPA's backward keeps less), no dropout, at most
+    FEW_QUERIES rows."""
     return (q.device.type == "cpu" and dropout == 0.0 and q.shape[2] <= FEW_QUERIES
-            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)))
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))))
 
 
 def _position_minor(x: torch.Tensor) -> torch.Tensor:
