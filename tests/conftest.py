@@ -8,8 +8,11 @@ folders live in `tests/helpers/` (importable as `helpers.*`, see `pythonpath` in
 """
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# the C kernels are built once per test session into a folder of its own (not the user's cache)
+os.environ.setdefault("BIGBIRD_PEGASUS_KERNEL_CACHE", tempfile.mkdtemp(prefix="bigbird-pegasus-kernels-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels
+
 # Up to this many rows, the few-row path beats F.linear on the CPU: F.linear then runs far below memory
 # bandwidth. Measured on a 2-core AMD EPYC (MKL) on the large config's shapes with `weight @ x.T`: 5 rows (a
 # beam of 5) 2.9x faster for 4096x1024, 3.1x for the 96103x1024 LM head, 1.3x for 1024x1024; no gain left by
@@ -32,8 +34,10 @@ class Linear(nn.Linear):
 
 def few_row_linear(x: torch.Tensor, weight: torch.Tensor, *, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x (..., in) @ weight (out, in).T + bias (out,) -> (..., out), contiguous, for a few rows on the CPU."""
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     # under torch.compile, inductor picks its own kernel for the product (it lowers this op for frozen weights only)
+    if not torch.compiler.is_compiling() and kernels.serves_linear(x, weight, bias):
+        return kernels.linear(x, weight, bias=bias)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if ONEDNN and x.dtype == weight.dtype == torch.float32 and not needs_grad and not torch.compiler.is_compiling():
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     rows = x.numel() // x.shape[-1]

@@ -1,8 +1,10 @@
 """Reduced-traffic options for faster CPU inference that change numbers: int8 linear layers, cross-attention
 keys/values cached in bf16, and the encoder in bf16.
 
-int8: weights are stored as int8 per output channel and activations quantized on the fly (PyTorch's
-fbgemm/x86 kernels, which need only AVX2). Embeddings, LayerNorms and attention stay in float.
+int8: weights are stored as int8 per output channel and activations quantized on the fly: the layers of a
+decoding step in the package's AVX-512 VNNI kernel (Int8Linear) where it serves, the others (and all of them on
+other CPUs) in PyTorch's fbgemm/x86 kernels, which need only AVX2. Embeddings, LayerNorms and attention stay in
+float.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import warnings
 import torch
 from torch import nn
 
+from .. import kernels
+from .int8_linear import Int8Linear
 from .layers import DecoderLayer
 from .linear import Linear
-from .model import BigBirdPegasusEncoder
+from .model import BigBirdPegasusDecoder, BigBirdPegasusEncoder
 
 
 def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None = torch.bfloat16,
                   encoder_dtype: torch.dtype | None = None) -> nn.Module:
-    """The fastest reduced-traffic path: replace every nn.Linear of `model` (in place, on the CPU) by its int8
-    dynamic counterpart, and cache the decoder's cross-attention keys/values in `cross_attention_dtype`
-    (None: in fp32, as the activations); returns the model.
+    """The fastest reduced-traffic path: replace every nn.Linear of `model` (in place, on the CPU) by an int8
+    counterpart, and cache the decoder's cross-attention keys/values in `cross_attention_dtype` (None: in fp32,
+    as the activations); returns the model. The layers a decoding step runs become Int8Linear (the package's
+    AVX-512 VNNI kernel) where it serves, the others PyTorch's int8 dynamic layers (fbgemm).
 
     encoder_dtype: run the encoder in this dtype instead (its linear layers stay float; its outputs come back in
     fp32). torch.bfloat16 pays on CPUs with AMX or AVX512-BF16 (the encoder ran about 2x faster than int8 on a
@@ -41,6 +46,7 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
     kept_float: set[nn.Module] = set()
     if encoder is not None:
         kept_float = set(_run_encoder_in(encoder, dtype=encoder_dtype).modules())
+    _decoding_steps_in_int8_kernels(model)
     for module in model.modules():
         if isinstance(module, Linear) and module not in kept_float:
             module.__class__ = nn.Linear  # the quantizer converts exact nn.Linear; ours adds no state to it
@@ -49,6 +55,24 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+
+
+def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
+    """Where the package's int8 kernel serves (a CPU with AVX-512 VNNI, the kernels built), the linear layers a
+    decoding step runs (the decoder's, but its cross-attention keys/values, projected once per document, and
+    the LM head) become Int8Linear (in place): faster than PyTorch's int8 layers for a beam's few rows. Only for
+    models that generate (they have an LM head); elsewhere the decoder runs on whole sequences."""
+    if kernels.unavailable_reason(int8=True) is not None or not isinstance(getattr(model, "lm_head", None), Linear):
+        return
+    layers = [module for module in model.modules() if isinstance(module, DecoderLayer)]
+    once_per_document = {id(projection) for layer in layers
+                         for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)}
+    decoders = [module for module in model.modules() if isinstance(module, BigBirdPegasusDecoder)]
+    owners = [(model, "lm_head")] + [(owner, name) for decoder in decoders for owner in decoder.modules()
+                                     for name, child in owner.named_children()
+                                     if isinstance(child, Linear) and id(child) not in once_per_document]
+    for owner, name in owners:
+        setattr(owner, name, Int8Linear.from_float(getattr(owner, name)))
 
 
 def reduce_cross_attention_cache(model: nn.Module, *, dtype: torch.dtype = torch.bfloat16) -> nn.Module:

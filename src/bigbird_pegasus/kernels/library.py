@@ -1,0 +1,115 @@
+"""The built kernels loaded once per process, their C signatures declared, and each checked against PyTorch on
+small inputs before it serves; when any of that fails, the reason is kept and warned once."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from .build import KernelsUnavailable, load_library
+
+# Rows one call of a kernel serves: it keeps rows x (weight rows at a time) sums in registers.
+MAX_ROWS = 8
+# The fp32 kernel reads the inner dimension 16 floats at a time; the int8 kernel 64 bytes at a time.
+LANES = 16
+INT8_LANES = 64
+
+_reasons: dict[str, str] = {}
+
+
+def unavailable_reason(*, int8: bool = False) -> str | None:
+    """Why the kernels (the int8 kernel with `int8`) do not serve here, or None when they do; the first call
+    builds or loads them."""
+    library = loaded()
+    if library is None:
+        return _reasons["library"]
+    return _reasons.get("int8") if int8 else None
+
+
+@functools.cache
+def loaded() -> ctypes.CDLL | None:
+    """The loaded kernels, self-checked, or None (the reason kept for `unavailable_reason`, warned once)."""
+    try:
+        library = load_library()
+    except KernelsUnavailable as error:
+        _give_up(str(error), warn=not str(error).startswith("turned off"))
+        return None
+    _declare(library)
+    if (error := _check_linear(library)) is not None:
+        _give_up(error, warn=True)
+        return None
+    if not library.few_row_int8_linear_supported():
+        _reasons["int8"] = "this CPU has no AVX-512 VNNI (the int8 kernel's instructions)"
+    elif (error := _check_int8_linear(library)) is not None:
+        _reasons["int8"] = error
+    return library
+
+
+def reset() -> None:
+    """Forget the loaded kernels and reasons: the next call loads anew (after a change of the environment)."""
+    loaded.cache_clear()
+    _reasons.clear()
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    library.few_row_linear.argtypes = [pointer] * 4 + [size] * 3 + [ctypes.c_int]
+    library.few_row_linear.restype = ctypes.c_int
+    library.few_row_int8_linear.argtypes = [pointer] * 6 + [size] * 3 + [ctypes.c_int]
+    library.few_row_int8_linear.restype = ctypes.c_int
+    library.few_row_int8_linear_supported.argtypes = []
+    library.few_row_int8_linear_supported.restype = ctypes.c_int
+
+
+def _check_linear(library: ctypes.CDLL) -> str | None:
+    """The fp32 kernel against F.linear on every row count and a weight with a tail; None when they agree."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(11, 2 * LANES, generator=generator)
+    bias = torch.randn(11, generator=generator)
+    for rows in range(1, MAX_ROWS + 1):
+        x = torch.randn(rows, 2 * LANES, generator=generator)
+        out = torch.empty(rows, 11)
+        library.few_row_linear(x.data_ptr(), weight.data_ptr(), bias.data_ptr(), out.data_ptr(), rows, 11,
+                               2 * LANES, 1)
+        if not torch.allclose(out, F.linear(x, weight, bias), atol=1e-4, rtol=1e-4):
+            return f"the built few_row_linear disagrees with torch on {rows} rows (a miscompiled kernel?)"
+    return None
+
+
+def _check_int8_linear(library: ctypes.CDLL) -> str | None:
+    """The int8 kernel against the same product in float64 (rows quantized the same way) for 1 to 8 rows."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randint(-127, 128, (11, 2 * INT8_LANES), generator=generator, dtype=torch.int8)
+    scales, bias = torch.rand(11, generator=generator), torch.randn(11, generator=generator)
+    sums = weight.sum(1, dtype=torch.int32)
+    for rows in range(1, MAX_ROWS + 1):
+        x = torch.randn(rows, 2 * INT8_LANES, generator=generator)
+        out = torch.empty(rows, 11)
+        library.few_row_int8_linear(x.data_ptr(), weight.data_ptr(), scales.data_ptr(), sums.data_ptr(),
+                                    bias.data_ptr(), out.data_ptr(), rows, 11, 2 * INT8_LANES, 1)
+        if not torch.allclose(out, quantized_product(x, weight, scales=scales, bias=bias), atol=1e-4, rtol=1e-4):
+            return f"the built few_row_int8_linear disagrees with torch on {rows} rows (a miscompiled kernel?)"
+    return None
+
+
+def quantized_product(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+    """What the int8 kernel computes, in float64: x (rows, in) quantized per row to int8 (scale max |x| / 127,
+    rounded to nearest, ties to even) times weight (out, in) int8 with `scales` (out,) -> (rows, out) fp32."""
+    largest = x.abs().amax(1, keepdim=True)                                            # (rows, 1)
+    has_values = largest > 0
+    x_scales = torch.where(has_values, largest / 127, 1.0)
+    quantized = torch.round(x * torch.where(has_values, 127 / largest, 0.0)).double()  # (rows, in)
+    out = quantized @ weight.double().t() * x_scales.double() * scales.double()        # (rows, out)
+    return (out if bias is None else out + bias.double()).float()
+
+
+def _give_up(reason: str, *, warn: bool) -> None:
+    _reasons["library"] = reason
+    if warn:
+        warnings.warn(f"bigbird_pegasus: the CPU kernels are unavailable, PyTorch's operators serve (slower "
+                      f"decoding): {reason}", RuntimeWarning, stacklevel=4)

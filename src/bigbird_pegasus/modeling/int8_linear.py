@@ -1,0 +1,63 @@
+"""A linear layer with int8 weights for a decoding step's few rows: the package's AVX-512 VNNI kernel quantizes
+each row of the input on the fly and reads the int8 weights once (`kernels.int8_linear`)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import kernels
+
+
+class Int8Linear(nn.Module):
+    """y = x @ (weight * weight_scale[:, None]).T + bias, weight int8 per output channel (symmetric, scale
+    max |w| / 127). Up to `kernels.INT8_MAX_ROWS` rows on the CPU take the int8 kernel (each row quantized to int8
+    with its own scale); more rows (a batch of documents, a teacher-forced sequence) take PyTorch's int8 dynamic
+    product (fbgemm; the input quantized per tensor), faster there, over a packed copy of the weights made on the
+    first such call. Inference only."""
+
+    def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("weight_scale", weight_scale.contiguous())
+        self.register_buffer("weight_sums", weight.sum(1, dtype=torch.int32))
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self._packed_for_many_rows = None
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear) -> Int8Linear:
+        """The int8 counterpart of `linear` (its weight quantized per output channel; a copy, the original kept)."""
+        weight = linear.weight.detach().float()
+        largest = weight.abs().amax(1)                                                 # (out,)
+        scale = torch.where(largest > 0, largest / 127, 1.0)
+        quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)  # (out, in)
+        return cls(quantized, scale, linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if kernels.serves_int8_linear(x, self.weight):
+            return kernels.int8_linear(x, self.weight, scales=self.weight_scale, sums=self.weight_sums,
+                                       bias=self.bias)
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            return F.linear(x, (self.weight.to(x.dtype) * self.weight_scale[:, None].to(x.dtype)),
+                            None if self.bias is None else self.bias.to(x.dtype))
+        rows = x.reshape(-1, self.in_features)                                         # (rows, in)
+        out = torch.ops.quantized.linear_dynamic(rows, self._packed(), reduce_range=True)  # (rows, out)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def _packed(self) -> torch.ScriptObject:
+        """The weights packed for PyTorch's int8 dynamic product (as its quantized Linear holds them), made once."""
+        if self._packed_for_many_rows is None:
+            zero_points = torch.zeros(self.out_features, dtype=torch.long)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # quantized tensors announce their move to torchao on every use
+                weight = torch._make_per_channel_quantized_tensor(self.weight, self.weight_scale.double(),
+                                                                  zero_points, 0)
+                self._packed_for_many_rows = torch.ops.quantized.linear_prepack(weight, self.bias)
+        return self._packed_for_many_rows
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

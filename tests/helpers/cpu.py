@@ -1,0 +1,20 @@
+"""What the test machine's CPU has, read from /proc/cpuinfo independently of the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+# The int8 kernel's instructions (vpdpbusd on 512-bit registers).
+HAS_VNNI = {"avx512_vnni", "avx512bw"} <= _cpu_flags()
+needs_vnni = pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI: the int8 kernel is not built here")
