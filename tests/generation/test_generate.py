@@ -41,11 +41,15 @@ CONFIGS = {
     "B": dict(vocab_size=130, d_model=48, encoder_layers=2, decoder_layers=2, encoder_attention_heads=6,
               decoder_attention_heads=3, encoder_ffn_dim=40, decoder_ffn_dim=56, block_size=8, num_random_blocks=3,
               max_position_embeddings=512, activation_function="relu", use_bias=True, scale_embedding=False),
+    # the published checkpoints' head size (64), which the decoding steps' C kernels are written for
+    "C": dict(vocab_size=150, d_model=128, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+              decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, block_size=16, num_random_blocks=2,
+              max_position_embeddings=512, activation_function="gelu_new", use_bias=True, scale_embedding=True),
 }
 # (padded length, real length of the second document), both above the block-sparse threshold.
-DOCUMENT_LENGTHS = {"A": (208, 170), "B": (120, 97)}
+DOCUMENT_LENGTHS = {"A": (208, 170), "B": (120, 97), "C": (208, 170)}
 NO_DROPOUT = dict(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
-MODELS = ["A-block_sparse", "B-block_sparse", "A-original_full", "B-original_full"]
+MODELS = ["A-block_sparse", "B-block_sparse", "A-original_full", "B-original_full", "C-original_full"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,17 +1,19 @@
 """Hand-written CPU kernels where PyTorch's operators run below what the machine allows: a decoding step's
 products of a few rows (a beam) against a large weight, which read the weight once at near memory bandwidth, in
-fp32 and with int8 weights (AVX-512 VNNI).
+fp32 and with int8 weights (AVX-512 VNNI), and the cross-attention's product of a few rows of weights with a
+document's values cached in bf16.
 
-They are C (few_row_linear.c, few_row_int8_linear.c), compiled once per machine on first use with the system's C
-compiler and cached (build.py), loaded and checked against PyTorch (library.py). Where that is not possible (no
-compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and `unavailable_reason()` says why.
+They are C (few_row_linear.c, few_row_int8_linear.c, few_query_values.c), compiled once per machine on first use
+with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py). Where that is
+not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
+`unavailable_reason()` says why.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .library import INT8_LANES, LANES, MAX_ROWS, loaded, reset, unavailable_reason
+from .library import INT8_LANES, LANES, MAX_ROWS, VALUES_HEAD_DIM, loaded, reset, unavailable_reason
 
 # Rows the int8 kernel serves (one pass over the weights); past them PyTorch's fbgemm, which reads the weights once
 # for all rows, is as fast (the large decoder's layers: 5 rows 27.7 against 41.6 ms, 10 rows 48.2 against 47.7 in
@@ -19,10 +21,11 @@ from .library import INT8_LANES, LANES, MAX_ROWS, loaded, reset, unavailable_rea
 INT8_MAX_ROWS = MAX_ROWS
 # How the kernels' calls show in torch.profiler's tables (a ctypes call is no operator of PyTorch's).
 PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
-                 "few_row_int8_linear": "bigbird_pegasus::few_row_int8_linear"}
+                 "few_row_int8_linear": "bigbird_pegasus::few_row_int8_linear",
+                 "few_query_values_bfloat16": "bigbird_pegasus::few_query_values"}
 
-__all__ = ["INT8_MAX_ROWS", "LANES", "MAX_ROWS", "int8_linear", "linear", "reset", "serves_int8_linear",
-           "serves_linear", "unavailable_reason"]
+__all__ = ["INT8_MAX_ROWS", "LANES", "MAX_ROWS", "VALUES_HEAD_DIM", "attention_values", "int8_linear", "linear",
+           "reset", "serves_attention_values", "serves_int8_linear", "serves_linear", "unavailable_reason"]
 
 
 def serves_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -65,6 +68,29 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor, 
     _call("few_row_int8_linear", flat.data_ptr(), weight.data_ptr(), scales.data_ptr(), sums.data_ptr(),
           _pointer(bias), out.data_ptr(), rows, weight.shape[0], weight.shape[1], torch.get_num_threads())
     return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def serves_attention_values(weights: torch.Tensor, values: torch.Tensor) -> bool:
+    """Whether `attention_values` takes weights (b, h, r, s) fp32 @ values (b, h, s, VALUES_HEAD_DIM) bf16 (values
+    cached in bf16: PyTorch's bf16 product reads them slower; over fp32 values its product is as fast): both
+    contiguous on the CPU, no gradients, and the kernels built."""
+    return (weights.dim() == values.dim() == 4 and values.shape[-1] == VALUES_HEAD_DIM
+            and weights.shape[:2] == values.shape[:2] and weights.shape[-1] == values.shape[-2]
+            and weights.dtype == torch.float32 and values.dtype == torch.bfloat16
+            and weights.device.type == values.device.type == "cpu"
+            and weights.is_contiguous() and values.is_contiguous()
+            and not (torch.is_grad_enabled() and (weights.requires_grad or values.requires_grad))
+            and loaded() is not None)
+
+
+def attention_values(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """weights (b, h, r, s) fp32 @ values (b, h, s, d) bf16 -> (b, h, r, d) fp32, where `serves_attention_values`
+    holds: the second product of a decoding step's cross-attention, the values read once per 5 rows."""
+    b, h, r, s = weights.shape
+    out = torch.empty(b, h, r, values.shape[-1], dtype=torch.float32)                  # (b, h, r, d)
+    _call("few_query_values_bfloat16", weights.data_ptr(), values.data_ptr(), out.data_ptr(), b * h, r, s,
+          torch.get_num_threads())
+    return out
 
 
 def _rows(x: torch.Tensor) -> int:

@@ -17,6 +17,8 @@ MAX_ROWS = 8
 # The fp32 kernel reads the inner dimension 16 floats at a time; the int8 kernel 64 bytes at a time.
 LANES = 16
 INT8_LANES = 64
+# The head size the attention values kernel is written for (the published checkpoints': 1024 / 16 heads).
+VALUES_HEAD_DIM = 64
 
 _reasons: dict[str, str] = {}
 
@@ -42,6 +44,9 @@ def loaded() -> ctypes.CDLL | None:
     if (error := _check_linear(library)) is not None:
         _give_up(error, warn=True)
         return None
+    if (error := _check_attention_values(library)) is not None:
+        _give_up(error, warn=True)
+        return None
     if not library.few_row_int8_linear_supported():
         _reasons["int8"] = "this CPU has no AVX-512 VNNI (the int8 kernel's instructions)"
     elif (error := _check_int8_linear(library)) is not None:
@@ -63,6 +68,8 @@ def _declare(library: ctypes.CDLL) -> None:
     library.few_row_int8_linear.restype = ctypes.c_int
     library.few_row_int8_linear_supported.argtypes = []
     library.few_row_int8_linear_supported.restype = ctypes.c_int
+    library.few_query_values_bfloat16.argtypes = [pointer] * 3 + [size] * 3 + [ctypes.c_int]
+    library.few_query_values_bfloat16.restype = ctypes.c_int
 
 
 def _check_linear(library: ctypes.CDLL) -> str | None:
@@ -77,6 +84,19 @@ def _check_linear(library: ctypes.CDLL) -> str | None:
                                2 * LANES, 1)
         if not torch.allclose(out, F.linear(x, weight, bias), atol=1e-4, rtol=1e-4):
             return f"the built few_row_linear disagrees with torch on {rows} rows (a miscompiled kernel?)"
+    return None
+
+
+def _check_attention_values(library: ctypes.CDLL) -> str | None:
+    """The values kernel against torch.matmul in fp32, 1 to 11 rows of weights over 37 positions."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 37, VALUES_HEAD_DIM, generator=generator).to(torch.bfloat16)
+    for rows in range(1, 12):
+        weights = torch.rand(3, rows, 37, generator=generator)
+        out = torch.empty(3, rows, VALUES_HEAD_DIM)
+        library.few_query_values_bfloat16(weights.data_ptr(), values.data_ptr(), out.data_ptr(), 3, rows, 37, 1)
+        if not torch.allclose(out, weights @ values.float(), atol=1e-4, rtol=1e-4):
+            return f"the built few_query_values_bfloat16 disagrees with torch on {rows} rows (a miscompiled kernel?)"
     return None
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels
 from .attention_weights import block_sparse_weights, eager_attention
 from .block_sparse import SparseMasks, block_sparse_attention
 from .cache import CrossAttentionCache, DecoderCache
@@ -250,7 +251,10 @@ def few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))               # (b, h, r, s)
     if bias is not None:
         scores = scores + bias
-    return torch.matmul(torch.softmax(scores, -1, dtype=torch.float32).to(v.dtype), v)
+    weights = torch.softmax(scores, -1, dtype=torch.float32)
+    if not torch.compiler.is_compiling() and kernels.serves_attention_values(weights, v):
+        return kernels.attention_values(weights, v).to(v.dtype)   # the values read once, near bandwidth
+    return torch.matmul(weights.to(v.dtype), v)
 
 
 # Up to this many query rows per head (beams x new tokens of a document), `few_query_attention` is no slower than
