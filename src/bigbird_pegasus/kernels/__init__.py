@@ -59,9 +59,10 @@ def serves_int8_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def int8_linear(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor, sums: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x (..., in) fp32 times weight (out, in) int8 with per-row `scales` (out,) fp32 and `sums` (out,) int32
-    (weight.sum(1)), + bias (out,) -> (..., out) fp32, where `serves_int8_linear` holds. Each row of x is quantized
-    to int8 on the fly with its own scale (max |x| / 127): `library.quantized_product` computes the same in float64."""
+    """x (..., in) fp32 times weight (out, in) int8 with a scale per weight row, `scales` (out,) fp32, and `sums`
+    (out,) int32 (weight.sum(1)), + bias (out,) -> (..., out) fp32, where `serves_int8_linear` holds. Each row of x
+    is quantized to int8 on the fly with its own scale (max |x| / 127), as `library.quantized_product` does in
+    float64."""
     rows = _rows(x)
     flat = x.reshape(rows, x.shape[-1]).contiguous()                                   # (rows, in)
     out = torch.empty(rows, weight.shape[0], dtype=torch.float32)                      # (rows, out)
