@@ -7,12 +7,16 @@ lives in the conftest.py of the narrowest folder that uses it; plain functions a
 folders live in `tests/helpers/` (importable as `helpers.*`, see `pythonpath` in pyproject.toml).
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-# the C kernels are built once per test session into a folder of its own (not the user's cache)
-os.environ.setdefault("BIGBIRD_PEGASUS_KERNEL_CACHE", tempfile.mkdtemp(prefix="bigbird-pegasus-kernels-"))
+# the C kernels are built once per test session into a folder of its own (not the user's cache), removed at the end
+if "BIGBIRD_PEGASUS_KERNEL_CACHE" not in os.environ:
+    os.environ["BIGBIRD_PEGASUS_KERNEL_CACHE"] = tempfile.mkdtemp(prefix="bigbird-pegasus-kernels-")
+    atexit.register(shutil.rmtree, os.environ["BIGBIRD_PEGASUS_KERNEL_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
