@@ -1,9 +1,9 @@
 """Hand-written CPU kernels where PyTorch's operators run below what the machine allows: a decoding step's
 products of a few rows (a beam) against a large weight, which read the weight once at near memory bandwidth, in
-fp32 and with int8 weights (AVX-512 VNNI), and the cross-attention's product of a few rows of weights with a
-document's values cached in bf16.
+fp32 and with int8 weights (AVX-512 VNNI), and the cross-attention of a few query rows over a document's keys and
+values, cached in fp32 or bf16, which reads each once.
 
-They are C (few_row_linear.c, few_row_int8_linear.c, few_query_values.c), compiled once per machine on first use
+They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c), compiled once per machine on first use
 with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py). Where that is
 not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
 `unavailable_reason()` says why.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .library import INT8_LANES, LANES, MAX_ROWS, VALUES_HEAD_DIM, loaded, reset, unavailable_reason
+from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, loaded, reset, unavailable_reason
 
 # Rows the int8 kernel serves (one pass over the weights); past them PyTorch's fbgemm, which reads the weights once
 # for all rows, is as fast (the large decoder's layers: 5 rows 27.7 against 41.6 ms, 10 rows 48.2 against 47.7 in
@@ -22,10 +22,13 @@ INT8_MAX_ROWS = MAX_ROWS
 # How the kernels' calls show in torch.profiler's tables (a ctypes call is no operator of PyTorch's).
 PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
                  "few_row_int8_linear": "bigbird_pegasus::few_row_int8_linear",
-                 "few_query_values_bfloat16": "bigbird_pegasus::few_query_values"}
+                 "few_query_attention_float32": "bigbird_pegasus::few_query_attention",
+                 "few_query_attention_bfloat16": "bigbird_pegasus::few_query_attention",
+                 "few_query_self_attention": "bigbird_pegasus::few_query_self_attention"}
 
-__all__ = ["INT8_MAX_ROWS", "LANES", "MAX_ROWS", "VALUES_HEAD_DIM", "attention_values", "int8_linear", "linear",
-           "reset", "serves_attention_values", "serves_int8_linear", "serves_linear", "unavailable_reason"]
+__all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "attention", "int8_linear", "linear", "reset",
+           "self_attention", "serves_attention", "serves_int8_linear", "serves_linear", "serves_self_attention",
+           "unavailable_reason"]
 
 
 def serves_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -71,26 +74,64 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor, 
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
-def serves_attention_values(weights: torch.Tensor, values: torch.Tensor) -> bool:
-    """Whether `attention_values` takes weights (b, h, r, s) fp32 @ values (b, h, s, VALUES_HEAD_DIM) bf16 (values
-    cached in bf16: PyTorch's bf16 product reads them slower; over fp32 values its product is as fast): both
-    contiguous on the CPU, no gradients, and the kernels built."""
-    return (weights.dim() == values.dim() == 4 and values.shape[-1] == VALUES_HEAD_DIM
-            and weights.shape[:2] == values.shape[:2] and weights.shape[-1] == values.shape[-2]
-            and weights.dtype == torch.float32 and values.dtype == torch.bfloat16
-            and weights.device.type == values.device.type == "cpu"
-            and weights.is_contiguous() and values.is_contiguous()
-            and not (torch.is_grad_enabled() and (weights.requires_grad or values.requires_grad))
+def serves_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether `attention` takes q (b, h, r, ATTENTION_HEAD_DIM) fp32 over k, v (b, h, s, ATTENTION_HEAD_DIM) in
+    fp32 or bf16 (keys position-minor, as the decoder's cache keeps them: k.transpose(-1, -2) contiguous; values
+    contiguous), bias (b, 1, 1, s) fp32 contiguous or None: on the CPU, no gradients, and the kernels built."""
+    b, h, r, d = q.shape if q.dim() == 4 else (0, 0, 0, 0)
+    s = v.shape[-2] if v.dim() == 4 else 0
+    tensors = (q, k, v) if bias is None else (q, k, v, bias)
+    return (d == ATTENTION_HEAD_DIM and r > 0 and s > 0 and k.shape == v.shape == (b, h, s, d)
+            and q.dtype == torch.float32 and k.dtype == v.dtype and k.dtype in (torch.float32, torch.bfloat16)
+            and k.transpose(-1, -2).is_contiguous() and v.is_contiguous()
+            and (bias is None or (bias.shape == (b, 1, 1, s) and bias.dtype == torch.float32
+                                  and bias.is_contiguous()))
+            and all(t.device.type == "cpu" for t in tensors)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
             and loaded() is not None)
 
 
-def attention_values(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """weights (b, h, r, s) fp32 @ values (b, h, s, d) bf16 -> (b, h, r, d) fp32, where `serves_attention_values`
-    holds: the second product of a decoding step's cross-attention, the values read once per 5 rows."""
-    b, h, r, s = weights.shape
-    out = torch.empty(b, h, r, values.shape[-1], dtype=torch.float32)                  # (b, h, r, d)
-    _call("few_query_values_bfloat16", weights.data_ptr(), values.data_ptr(), out.data_ptr(), b * h, r, s,
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v: q (b, h, r, d) fp32 over k, v (b, h, s, d) -> (b, h, r, d) fp32, where
+    `serves_attention` holds: a decoding step's cross-attention, the keys and the values read once per 5 rows."""
+    b, h, r, d = q.shape
+    s = v.shape[-2]
+    q = q.contiguous()                                                                 # (b, h, r, d)
+    out = torch.empty(b, h, r, d, dtype=torch.float32)                                 # (b, h, r, d)
+    name = "few_query_attention_float32" if k.dtype == torch.float32 else "few_query_attention_bfloat16"
+    _call(name, q.data_ptr(), k.data_ptr(), v.data_ptr(), _pointer(bias), out.data_ptr(), b, h, r, s, d ** -0.5,
           torch.get_num_threads())
+    return out
+
+
+def serves_self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                          bias: torch.Tensor | None) -> bool:
+    """Whether `self_attention` takes one query per row q (b, h, 1, ATTENTION_HEAD_DIM) fp32 over a decoder's
+    self-attention buffers keys, values (b, h, capacity, ATTENTION_HEAD_DIM) fp32 contiguous, bias (1 or b, 1, 1,
+    capacity) fp32 contiguous or None: on the CPU, no gradients, and the kernels built."""
+    b, h, t, d = q.shape if q.dim() == 4 else (0, 0, 0, 0)
+    capacity = keys.shape[2] if keys.dim() == 4 else 0
+    tensors = (q, keys, values) if bias is None else (q, keys, values, bias)
+    return (d == ATTENTION_HEAD_DIM and t == 1 and b > 0 and keys.shape == values.shape == (b, h, capacity, d)
+            and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+            and keys.is_contiguous() and values.is_contiguous()
+            and (bias is None or (bias.shape in ((1, 1, 1, capacity), (b, 1, 1, capacity)) and bias.is_contiguous()))
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            and loaded() is not None)
+
+
+def self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *, origins: torch.Tensor | None,
+                   length: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A decoding step's self-attention, where `serves_self_attention` holds: q (b, h, 1, d) over the first `length`
+    positions of keys, values (b, h, capacity, d) as stored, row i's position p read from stored row
+    origins[i, p] (origins (b, capacity) int64; None: row i), + bias[i or 0, p] -> (b, h, 1, d) fp32."""
+    b, h, _, d = q.shape
+    q = q.contiguous()                                                                 # (b, h, 1, d)
+    out = torch.empty(b, h, 1, d, dtype=torch.float32)                                 # (b, h, 1, d)
+    origins = None if origins is None else origins.to(torch.int64).contiguous()        # (b, capacity)
+    _call("few_query_self_attention", q.data_ptr(), keys.data_ptr(), values.data_ptr(), _pointer(origins),
+          _pointer(bias), 0 if bias is None else bias.shape[0], out.data_ptr(), b, h, keys.shape[2], length,
+          d ** -0.5, torch.get_num_threads())
     return out
 
 

@@ -17,8 +17,8 @@ MAX_ROWS = 8
 # The fp32 kernel reads the inner dimension 16 floats at a time; the int8 kernel 64 bytes at a time.
 LANES = 16
 INT8_LANES = 64
-# The head size the attention values kernel is written for (the published checkpoints': 1024 / 16 heads).
-VALUES_HEAD_DIM = 64
+# The head size the attention kernel is written for (the published checkpoints': 1024 / 16 heads).
+ATTENTION_HEAD_DIM = 64
 
 _reasons: dict[str, str] = {}
 
@@ -44,7 +44,7 @@ def loaded() -> ctypes.CDLL | None:
     if (error := _check_linear(library)) is not None:
         _give_up(error, warn=True)
         return None
-    if (error := _check_attention_values(library)) is not None:
+    if (error := _check_attention(library) or _check_self_attention(library)) is not None:
         _give_up(error, warn=True)
         return None
     if not library.few_row_int8_linear_supported():
@@ -68,8 +68,12 @@ def _declare(library: ctypes.CDLL) -> None:
     library.few_row_int8_linear.restype = ctypes.c_int
     library.few_row_int8_linear_supported.argtypes = []
     library.few_row_int8_linear_supported.restype = ctypes.c_int
-    library.few_query_values_bfloat16.argtypes = [pointer] * 3 + [size] * 3 + [ctypes.c_int]
-    library.few_query_values_bfloat16.restype = ctypes.c_int
+    for attention in (library.few_query_attention_float32, library.few_query_attention_bfloat16):
+        attention.argtypes = [pointer] * 5 + [size] * 4 + [ctypes.c_float, ctypes.c_int]
+        attention.restype = ctypes.c_int
+    library.few_query_self_attention.argtypes = [pointer] * 5 + [size, pointer] + [size] * 4 + [ctypes.c_float,
+                                                                                                 ctypes.c_int]
+    library.few_query_self_attention.restype = ctypes.c_int
 
 
 def _check_linear(library: ctypes.CDLL) -> str | None:
@@ -87,16 +91,45 @@ def _check_linear(library: ctypes.CDLL) -> str | None:
     return None
 
 
-def _check_attention_values(library: ctypes.CDLL) -> str | None:
-    """The values kernel against torch.matmul in fp32, 1 to 11 rows of weights over 37 positions."""
+def _check_attention(library: ctypes.CDLL) -> str | None:
+    """The attention kernel against SDPA in fp32 over fp32 and bf16 keys/values: 1 to 11 query rows, 2 documents
+    of 75 positions (a tile of 64 and a tail), the second's last 7 masked."""
     generator = torch.Generator().manual_seed(0)
-    values = torch.randn(3, 37, VALUES_HEAD_DIM, generator=generator).to(torch.bfloat16)
-    for rows in range(1, 12):
-        weights = torch.rand(3, rows, 37, generator=generator)
-        out = torch.empty(3, rows, VALUES_HEAD_DIM)
-        library.few_query_values_bfloat16(weights.data_ptr(), values.data_ptr(), out.data_ptr(), 3, rows, 37, 1)
-        if not torch.allclose(out, weights @ values.float(), atol=1e-4, rtol=1e-4):
-            return f"the built few_query_values_bfloat16 disagrees with torch on {rows} rows (a miscompiled kernel?)"
+    bias = torch.zeros(2, 1, 1, 75)
+    bias[1, ..., -7:] = torch.finfo(torch.float32).min
+    for dtype, name in ((torch.float32, "few_query_attention_float32"), (torch.bfloat16, "few_query_attention_bfloat16")):
+        keys, values = (torch.randn(2, 3, 75, ATTENTION_HEAD_DIM, generator=generator).to(dtype) for _ in range(2))
+        position_minor = keys.transpose(-1, -2).contiguous()                           # (2, 3, d, s)
+        for rows in range(1, 12):
+            q = torch.randn(2, 3, rows, ATTENTION_HEAD_DIM, generator=generator)
+            out = torch.empty_like(q)
+            getattr(library, name)(q.data_ptr(), position_minor.data_ptr(), values.data_ptr(), bias.data_ptr(),
+                                   out.data_ptr(), 2, 3, rows, 75, ATTENTION_HEAD_DIM ** -0.5, 1)
+            expected = F.scaled_dot_product_attention(q, keys.float(), values.float(), attn_mask=bias)
+            if not torch.allclose(out, expected, atol=1e-4, rtol=1e-4):
+                return f"the built {name} disagrees with torch on {rows} rows (a miscompiled kernel?)"
+    return None
+
+
+def _check_self_attention(library: ctypes.CDLL) -> str | None:
+    """The self-attention kernel against SDPA over the positions gathered through random origins: 3 rows, 2 heads,
+    1 to 9 of 9 positions, a bias per row hiding row 1's first position."""
+    generator = torch.Generator().manual_seed(0)
+    keys, values = (torch.randn(3, 2, 9, ATTENTION_HEAD_DIM, generator=generator) for _ in range(2))
+    origins = torch.randint(0, 3, (3, 9), generator=generator)
+    bias = torch.zeros(3, 1, 1, 9)
+    bias[1, ..., 0] = torch.finfo(torch.float32).min
+    for length in range(1, 10):
+        q = torch.randn(3, 2, 1, ATTENTION_HEAD_DIM, generator=generator)
+        out = torch.empty_like(q)
+        library.few_query_self_attention(q.data_ptr(), keys.data_ptr(), values.data_ptr(), origins.data_ptr(),
+                                         bias.data_ptr(), 3, out.data_ptr(), 3, 2, 9, length,
+                                         ATTENTION_HEAD_DIM ** -0.5, 1)
+        stored_rows, positions = origins[:, :length], torch.arange(length)
+        past_keys, past_values = (t[stored_rows, :, positions].transpose(1, 2) for t in (keys, values))
+        expected = F.scaled_dot_product_attention(q, past_keys, past_values, attn_mask=bias[..., :length])
+        if not torch.allclose(out, expected, atol=1e-4, rtol=1e-4):
+            return f"the built few_query_self_attention disagrees with torch at {length} positions (miscompiled?)"
     return None
 
 

@@ -112,6 +112,11 @@ class DecoderAttention(nn.Module):
         `position` (a 0-d tensor) of its preallocated buffers for a static-shape step. With a `record` list, the
         probabilities (b, h, t, past + t) are appended to it (the exact path)."""
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        if cache is not None and position is not None and record is None and self._steps_by_origins(q, cache, layer,
+                                                                                                    bias=bias):
+            stored_keys, stored_values, origins = cache.stored_for_step(layer, keys=k, values=v, position=position)
+            return self._merge(kernels.self_attention(q, stored_keys, stored_values, origins=origins,
+                                                      length=int(position) + 1, bias=bias))
         if cache is not None and position is not None:
             k, v = cache.write_at(layer, keys=k, values=v, position=position)
         elif cache is not None:
@@ -123,6 +128,14 @@ class DecoderAttention(nn.Module):
             return self._merge(context)
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, is_causal=is_causal)
         return self._merge(context)
+
+    def _steps_by_origins(self, q: torch.Tensor, cache: DecoderCache, layer: int, *,
+                          bias: torch.Tensor | None) -> bool:
+        """Whether a decoding step's self-attention takes the CPU kernel, which reads each beam's past through the
+        cache's origins (so that beam search moves no keys): inference, the cache's buffers and bias as it takes."""
+        stored_keys, stored_values = cache.stored(layer)
+        return (not self.training and stored_keys is not None and not torch.compiler.is_compiling()
+                and kernels.serves_self_attention(q, stored_keys, stored_values, bias))
 
     def cross_attention(self, x: torch.Tensor, *, encoder_states: torch.Tensor | None, bias: torch.Tensor | None,
                         cache: DecoderCache | None, layer: int,
@@ -152,9 +165,6 @@ class DecoderAttention(nn.Module):
                                    position_minor=True)
         v = self._cross_projection(self.v_proj, encoder_states=encoder_states,
                                    cached=None if cache is None else cache.cross_values, layer=layer, dtype=dtype)
-        if dtype != q.dtype:
-            narrow_q, narrow_bias = in_dtype(q, bias, dtype=dtype)
-            return self._merge(grouped_attention(narrow_q, k, v, bias=narrow_bias, dropout=dropout).to(q.dtype))
         return self._merge(grouped_attention(q, k, v, bias=bias, dropout=dropout))
 
     def _recorded_cross_attention(self, q: torch.Tensor, *, encoder_states: torch.Tensor, bias: torch.Tensor | None,
@@ -225,7 +235,7 @@ class DecoderAttention(nn.Module):
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.Tensor | None,
                       dropout: float = 0.0) -> torch.Tensor:
     """q: (docs * g, h, t, d) attending to k, v: (docs, h, s, d), the g query rows of a document sharing
-    its keys without copying them -> (docs * g, h, t, d)."""
+    its keys without copying them -> (docs * g, h, t, d) in q's dtype; k and v may be kept in a narrower dtype."""
     docs = k.shape[0]
     groups = q.shape[0] // docs
     _, h, t, d = q.shape
@@ -234,7 +244,9 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias
     if _few_queries(q, k, v, dropout=dropout):
         context = few_query_attention(q, k, v, bias=bias)
     else:
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        narrow_q, narrow_bias = in_dtype(q, bias, dtype=k.dtype)
+        context = F.scaled_dot_product_attention(narrow_q, k, v, attn_mask=narrow_bias, dropout_p=dropout)
+        context = context.to(q.dtype)
     if groups == 1:
         return context
     return context.view(docs, h, groups, t, d).transpose(1, 2).reshape(docs * groups, h, t, d)
@@ -242,19 +254,22 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias
 
 def few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                         bias: torch.Tensor | None) -> torch.Tensor:
-    """Softmax attention of a few query rows q (b, h, r, d) over k, v (b, h, s, d), bias broadcastable to
-    (b, h, r, s) or None -> (b, h, r, d); the scores in q's dtype, the softmax in float32.
+    """Softmax attention of a few query rows q (b, h, r, d) over k, v (b, h, s, d), kept in q's dtype or a narrower
+    one, bias broadcastable to (b, h, r, s) or None -> (b, h, r, d) in q's dtype.
 
-    Two batched products: on the CPU they read long keys/values faster than SDPA's fused kernel does for a few
-    rows, the more so over keys laid out position-minor (`_position_minor`): the score product then streams
-    whole rows of (d, s)."""
-    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))               # (b, h, r, s)
-    if bias is not None:
-        scores = scores + bias
+    The CPU kernel where it serves (`kernels.attention`: fp32 queries, keys position-minor, head size 64), which
+    reads the keys and the values once at near bandwidth, in fp32 throughout. Otherwise two batched products, the
+    scores in the keys' dtype, the softmax in fp32: on the CPU they read long keys/values faster than SDPA's fused
+    kernel does for a few rows, the more so over keys laid out position-minor (`_position_minor`): the score product
+    then streams whole rows of (d, s)."""
+    if not torch.compiler.is_compiling() and kernels.serves_attention(q, k, v, bias):
+        return kernels.attention(q, k, v, bias=bias)
+    narrow_q, narrow_bias = in_dtype(q, bias, dtype=k.dtype)
+    scores = torch.matmul(narrow_q * q.shape[-1] ** -0.5, k.transpose(-1, -2))        # (b, h, r, s)
+    if narrow_bias is not None:
+        scores = scores + narrow_bias
     weights = torch.softmax(scores, -1, dtype=torch.float32)
-    if not torch.compiler.is_compiling() and kernels.serves_attention_values(weights, v):
-        return kernels.attention_values(weights, v).to(v.dtype)   # the values read once, near bandwidth
-    return torch.matmul(weights.to(v.dtype), v)
+    return torch.matmul(weights.to(v.dtype), v).to(q.dtype)
 
 
 # Up to this many query rows per head (beams x new tokens of a document), `few_query_attention` is no slower than

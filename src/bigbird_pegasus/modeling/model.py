@@ -257,7 +257,7 @@ class BigBirdPegasusDecoder(LayerStack):
         `cache` afterwards. tokens (rows, 1) -> (rows, 1, d_model)."""
         x = self.embed_tokens(tokens) + self.embed_positions(position)
         x = F.dropout(x, self.config.dropout, self.training)
-        capacity = cache.self_keys[0].shape[2]
+        capacity = cache.capacity
         visible = torch.arange(capacity, device=x.device) <= position                       # (capacity,)
         if key_valid is not None:
             visible = visible & key_valid                                                    # (rows, capacity)

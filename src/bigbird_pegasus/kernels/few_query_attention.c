@@ -1,0 +1,232 @@
+/* out (r, 64) = softmax(scale * q (r, 64) @ k (64, s) + bias (s)) @ v (s, 64) per head, in fp32, for a few query
+ * rows: a decoding step's cross-attention (the beams of a document, r <= 16) over the document's keys and values,
+ * cached in fp32 or bf16. One pass per head reads the keys once (laid out position-minor: each feature's positions
+ * contiguous) into a row of scores per query, a softmax over each row, and one pass reads the values once
+ * (position-major) into the rows' sums; the sums stay in registers, the next positions are prefetched as each is
+ * read (the two batched products of PyTorch read them ~35% below bandwidth).
+ *
+ * GCC/Clang vector extensions (16 lanes: AVX-512 registers, two or four elsewhere); OpenMP over the heads.
+ * Compiled by build.py. */
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef float lanes __attribute__((vector_size(64), aligned(4)));
+typedef int32_t words __attribute__((vector_size(64)));
+typedef uint16_t halves __attribute__((vector_size(32), aligned(2)));
+typedef uint32_t unsigned_words __attribute__((vector_size(64)));
+
+#define LANES 16
+#define HEAD_DIM 64
+#define TILE (4 * LANES) /* positions scored at once: rows x 4 sums of 16 lanes */
+#if defined(__AVX512F__)
+#define ROWS_AT_ONCE 5 /* 5 x 4 sums and 4 keys in 32 registers */
+#else
+#define ROWS_AT_ONCE 2
+#endif
+#define KEYS_AHEAD 512    /* bytes of each feature's keys prefetched ahead */
+#define VALUES_AHEAD 4096 /* bytes of values prefetched ahead */
+
+static inline lanes load_float32(const float* p) { return *(const lanes*)p; }
+static inline float float32(const float* p) { return *p; }
+
+/* bf16 is the top half of an fp32: widen and shift. */
+static inline lanes load_bfloat16(const uint16_t* p) {
+  unsigned_words wide = __builtin_convertvector(*(const halves*)p, unsigned_words) << 16;
+  return (lanes)wide;
+}
+static inline float bfloat16(const uint16_t* p) {
+  union { uint32_t bits; float value; } wide = {(uint32_t)*p << 16};
+  return wide.value;
+}
+
+static inline lanes larger(lanes a, lanes b) {
+  words a_larger = a > b;
+  return (lanes)(((words)a & a_larger) | ((words)b & ~a_larger));
+}
+
+/* e^x for x <= 0 (a softmax's x - max), within 2 ulp; 0 below -87 (e^x there is under FLT_MIN): x = n ln 2 + f,
+ * |f| <= ln 2 / 2, e^f by Cephes' polynomial, 2^n put into the exponent bits. */
+static inline lanes exp_nonpositive(lanes x) {
+  const lanes round = (lanes){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  words kept = x >= -87.0f;
+  x = larger(x, (lanes){0} - 87.0f);
+  lanes n = (x * 1.44269504088896341f + round) - round;
+  lanes f = x - n * 0.693359375f + n * 2.12194440e-4f;
+  lanes y = 1.9875691500e-4f * f + 1.3981999507e-3f;
+  y = y * f + 8.3334519073e-3f;
+  y = y * f + 4.1665795894e-2f;
+  y = y * f + 1.6666665459e-1f;
+  y = y * f + 5.0000001201e-1f;
+  y = y * f * f + f + 1.0f;
+  words two_to_n = (__builtin_convertvector(n, words) + 127) << 23;
+  return (lanes)((words)(y * (lanes)two_to_n) & kept);
+}
+
+static inline float lane_max(lanes a) {
+  float most = a[0];
+  for (int i = 1; i < LANES; ++i) most = a[i] > most ? a[i] : most;
+  return most;
+}
+
+static inline float lane_sum(lanes a) {
+  float sum = 0.0f;
+  for (int i = 0; i < LANES; ++i) sum += a[i];
+  return sum;
+}
+
+/* Softmax of each of `rows` rows of s scores in place, unnormalised (e^(x - max)); 1 / the sums into `inverse`. */
+static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = scores + r * s;
+    int64_t vectors = s - s % LANES;
+    float most = row[0];
+    if (vectors) {
+      lanes high = load_float32(row);
+      for (int64_t p = LANES; p < vectors; p += LANES) high = larger(high, load_float32(row + p));
+      most = lane_max(high);
+    }
+    for (int64_t p = vectors; p < s; ++p) most = row[p] > most ? row[p] : most;
+    lanes sums = {0};
+    for (int64_t p = 0; p < vectors; p += LANES) {
+      lanes e = exp_nonpositive(load_float32(row + p) - most);
+      *(lanes*)(row + p) = e;
+      sums += e;
+    }
+    float sum = lane_sum(sums);
+    for (int64_t p = vectors; p < s; ++p) {
+      lanes e = exp_nonpositive((lanes){0} + (row[p] - most));
+      row[p] = e[0];
+      sum += e[0];
+    }
+    inverse[r] = 1.0f / sum;
+  }
+}
+
+#define ATTENTION(NAME, T, LOAD, LOAD_ONE, LINE)                                                               \
+  /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s), + bias (s,) when given. */   \
+  static void NAME##_scores(const float* q, const T* k, const float* bias, float* scores, int64_t rows,        \
+                            int64_t s, float scale) {                                                          \
+    int64_t tiled = s - s % TILE;                                                                              \
+    for (int64_t first = 0; first < rows; first += ROWS_AT_ONCE) {                                             \
+      int64_t count = rows - first < ROWS_AT_ONCE ? rows - first : ROWS_AT_ONCE;                               \
+      float queries[ROWS_AT_ONCE][HEAD_DIM] = {{0}}; /* rows past `count` stay 0 */                            \
+      for (int64_t r = 0; r < count; ++r)                                                                      \
+        for (int d = 0; d < HEAD_DIM; ++d) queries[r][d] = q[(first + r) * HEAD_DIM + d] * scale;              \
+      for (int64_t p = 0; p < tiled; p += TILE) {                                                              \
+        lanes sums[ROWS_AT_ONCE][4] = {{{0}}};                                                                 \
+        for (int d = 0; d < HEAD_DIM; ++d) {                                                                   \
+          const T* keys = k + d * s + p;                                                                       \
+          for (int line = 0; line < TILE; line += LINE)                                                        \
+            __builtin_prefetch(keys + KEYS_AHEAD / sizeof(T) + line, 0, 3);                                    \
+          lanes key[4];                                                                                        \
+          for (int j = 0; j < 4; ++j) key[j] = LOAD(keys + j * LANES);                                         \
+          for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                             \
+            lanes query = (lanes){0} + queries[r][d];                                                          \
+            for (int j = 0; j < 4; ++j) sums[r][j] += query * key[j];                                          \
+          }                                                                                                    \
+        }                                                                                                      \
+        for (int64_t r = 0; r < count; ++r)                                                                    \
+          for (int j = 0; j < 4; ++j) {                                                                        \
+            lanes row = sums[r][j];                                                                            \
+            if (bias) row += load_float32(bias + p + j * LANES);                                               \
+            *(lanes*)(scores + (first + r) * s + p + j * LANES) = row;                                         \
+          }                                                                                                    \
+      }                                                                                                        \
+      for (int64_t p = tiled; p < s; ++p)                                                                      \
+        for (int64_t r = 0; r < count; ++r) {                                                                  \
+          float sum = 0.0f;                                                                                    \
+          for (int d = 0; d < HEAD_DIM; ++d) sum += queries[r][d] * LOAD_ONE(k + d * s + p);                      \
+          scores[(first + r) * s + p] = sum + (bias ? bias[p] : 0.0f);                                         \
+        }                                                                                                      \
+    }                                                                                                          \
+  }                                                                                                            \
+                                                                                                               \
+  /* out (rows, 64) = weights (rows, s) @ v (s, 64), each row times its `inverse`; weights' rows are padded to  \
+   * a multiple of ROWS_AT_ONCE with zeros. */                                                                 \
+  static void NAME##_values(const float* weights, const float* inverse, const T* v, float* out, int64_t rows,   \
+                            int64_t s) {                                                                       \
+    for (int64_t first = 0; first < rows; first += ROWS_AT_ONCE) {                                             \
+      int64_t count = rows - first < ROWS_AT_ONCE ? rows - first : ROWS_AT_ONCE;                               \
+      lanes sums[ROWS_AT_ONCE][HEAD_DIM / LANES] = {{{0}}};                                                    \
+      for (int64_t p = 0; p < s; ++p) {                                                                        \
+        const T* value = v + p * HEAD_DIM;                                                                     \
+        for (int line = 0; line < HEAD_DIM; line += LINE)                                                      \
+          __builtin_prefetch(value + VALUES_AHEAD / sizeof(T) + line, 0, 3);                                       \
+        lanes parts[HEAD_DIM / LANES];                                                                         \
+        for (int j = 0; j < HEAD_DIM / LANES; ++j) parts[j] = LOAD(value + j * LANES);                         \
+        for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                               \
+          lanes weight = (lanes){0} + weights[(first + r) * s + p];                                            \
+          for (int j = 0; j < HEAD_DIM / LANES; ++j) sums[r][j] += weight * parts[j];                          \
+        }                                                                                                      \
+      }                                                                                                        \
+      for (int64_t r = 0; r < count; ++r)                                                                      \
+        for (int j = 0; j < HEAD_DIM / LANES; ++j)                                                             \
+          *(lanes*)(out + (first + r) * HEAD_DIM + j * LANES) = sums[r][j] * inverse[first + r];               \
+    }                                                                                                          \
+  }                                                                                                            \
+                                                                                                               \
+  /* The entry point: q (docs, heads, rows, 64) fp32, k (docs, heads, 64, s), v (docs, heads, s, 64), bias     \
+   * (docs, s) fp32 or NULL -> out (docs, heads, rows, 64) fp32. Returns 0, or 1 when out of memory. */        \
+  int NAME(const float* q, const T* k, const T* v, const float* bias, float* out, int64_t docs, int64_t heads,  \
+           int64_t rows, int64_t s, float scale, int threads) {                                                \
+    int64_t padded = (rows + ROWS_AT_ONCE - 1) / ROWS_AT_ONCE * ROWS_AT_ONCE;                                   \
+    int failed = 0;                                                                                            \
+    _Pragma("omp parallel for num_threads(threads) schedule(static) reduction(|:failed)")                    \
+    for (int64_t task = 0; task < docs * heads; ++task) {                                                      \
+      float* scores = calloc((size_t)(padded * s + padded), sizeof(float));                                    \
+      if (!scores) {                                                                                           \
+        failed = 1;                                                                                            \
+        continue;                                                                                              \
+      }                                                                                                        \
+      float* inverse = scores + padded * s;                                                                    \
+      const float* doc_bias = bias ? bias + task / heads * s : 0;                                              \
+      NAME##_scores(q + task * rows * HEAD_DIM, k + task * s * HEAD_DIM, doc_bias, scores, rows, s, scale);    \
+      exponentiate(scores, inverse, rows, s);                                                                  \
+      NAME##_values(scores, inverse, v + task * s * HEAD_DIM, out + task * rows * HEAD_DIM, rows, s);          \
+      free(scores);                                                                                            \
+    }                                                                                                          \
+    return failed;                                                                                             \
+  }
+
+ATTENTION(few_query_attention_float32, float, load_float32, float32, 16)
+ATTENTION(few_query_attention_bfloat16, uint16_t, load_bfloat16, bfloat16, 32)
+
+/* A decoding step's self-attention of each beam's new query over its own past, read through `origins` instead of a
+ * cache reordered for the beams at every step: q (rows, heads, 64), k and v (stored rows, heads, capacity, 64) as
+ * written (position p of any beam in the stored row of the beam that wrote it), origins (rows, capacity): the
+ * stored row holding position p of beam i (NULL: row i), bias (1 or rows, capacity) fp32 or NULL, the first
+ * `length` positions attended -> out (rows, heads, 64). Returns 0, or 1 when out of memory. */
+int few_query_self_attention(const float* q, const float* k, const float* v, const int64_t* origins,
+                             const float* bias, int64_t bias_rows, float* out, int64_t rows, int64_t heads,
+                             int64_t capacity, int64_t length, float scale, int threads) {
+  int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
+  for (int64_t task = 0; task < rows * heads; ++task) {
+    int64_t row = task / heads, head = task % heads;
+    float* weights = malloc((size_t)(length + 1) * sizeof(float));
+    if (!weights) {
+      failed = 1;
+      continue;
+    }
+    const int64_t* origin = origins ? origins + row * capacity : 0;
+    const float* row_bias = bias ? bias + (bias_rows > 1 ? row : 0) * capacity : 0;
+    lanes query[HEAD_DIM / LANES];
+    for (int j = 0; j < HEAD_DIM / LANES; ++j) query[j] = load_float32(q + task * HEAD_DIM + j * LANES) * scale;
+    for (int64_t p = 0; p < length; ++p) {
+      const float* key = k + (((origin ? origin[p] : row) * heads + head) * capacity + p) * HEAD_DIM;
+      lanes products = query[0] * load_float32(key);
+      for (int j = 1; j < HEAD_DIM / LANES; ++j) products += query[j] * load_float32(key + j * LANES);
+      weights[p] = lane_sum(products) + (row_bias ? row_bias[p] : 0.0f);
+    }
+    exponentiate(weights, weights + length, 1, length);
+    lanes sums[HEAD_DIM / LANES] = {0};
+    for (int64_t p = 0; p < length; ++p) {
+      const float* value = v + (((origin ? origin[p] : row) * heads + head) * capacity + p) * HEAD_DIM;
+      for (int j = 0; j < HEAD_DIM / LANES; ++j) sums[j] += weights[p] * load_float32(value + j * LANES);
+    }
+    for (int j = 0; j < HEAD_DIM / LANES; ++j)
+      *(lanes*)(out + task * HEAD_DIM + j * LANES) = sums[j] * weights[length];
+    free(weights);
+  }
+  return failed;
+}

@@ -1,0 +1,120 @@
+"""The attention kernel (a decoding step's cross-attention of a few query rows over a document's keys and values,
+cached in fp32 or bf16) against SDPA in float64, what it refuses, and that few_query_attention takes it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bigbird_pegasus import kernels
+from bigbird_pegasus.modeling import attention as attention_module
+from bigbird_pegasus.modeling.attention import few_query_attention, grouped_attention
+
+HEADS, HEAD_DIM = 3, kernels.ATTENTION_HEAD_DIM
+
+
+def position_minor(keys: torch.Tensor) -> torch.Tensor:
+    """keys (b, h, s, d) stored (b, h, d, s), as the decoder's cache keeps them."""
+    return keys.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+def inputs(rows: int, positions: int, dtype: torch.dtype, *, seed: int = 0, spread: float = 1.0):
+    """q (2, h, rows, d) fp32, position-minor keys and values (2, h, positions, d) in dtype, and a bias (2, 1, 1, s)
+    hiding the last 7 positions (all but one when fewer) of document 1."""
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, HEADS, rows, HEAD_DIM, generator=generator) * spread
+    keys = (torch.randn(2, HEADS, positions, HEAD_DIM, generator=generator) * spread).to(dtype)
+    values = torch.randn(2, HEADS, positions, HEAD_DIM, generator=generator).to(dtype)
+    bias = torch.zeros(2, 1, 1, positions)
+    bias[1, ..., max(1, positions - 7):] = torch.finfo(torch.float32).min
+    return q, position_minor(keys), values, bias
+
+
+def exact(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q.double(), k.double(), v.double(),
+                                          attn_mask=None if bias is None else bias.double())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 4, 5, 6, 11, 16])
+@pytest.mark.parametrize("positions", [1, 37, 64, 130, 4096])
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_is_sdpa(dtype, rows, positions, masked):
+    q, k, v, bias = inputs(rows, positions, dtype, seed=rows * positions)
+    bias = bias if masked else None
+    assert kernels.serves_attention(q, k, v, bias)
+    actual = kernels.attention(q, k, v, bias=bias)
+    assert actual.shape == q.shape and actual.dtype == torch.float32
+    assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_over_peaked_scores_sends_the_far_ones_to_zero(dtype):
+    """Scores spread over hundreds: most e^(x - max) underflow, as in SDPA, whose fp32 error it stays within."""
+    q, k, v, bias = inputs(5, 300, dtype, seed=1, spread=6.0)
+    expected = exact(q, k, v, bias)
+    sdpa_error = (F.scaled_dot_product_attention(q, k.float(), v.float(), attn_mask=bias) - expected).abs().max()
+    actual = kernels.attention(q, k, v, bias=bias)
+    assert (actual.double() - expected).abs().max() <= 2 * sdpa_error
+
+
+@pytest.mark.parametrize("case", ["head size 32", "contiguous keys", "bfloat16 queries", "keys and values differ",
+                                  "float16 keys", "bias per head", "float64 bias", "gradients", "heads differ"])
+def test_serves_attention_refuses_what_the_kernel_does_not_take(case):
+    q, k, v, bias = inputs(5, 37, torch.float32)
+    if case == "head size 32":
+        q, k, v = q[..., :32].contiguous(), position_minor(k[..., :32]), v[..., :32].contiguous()
+    elif case == "contiguous keys":
+        k = k.contiguous()
+    elif case == "bfloat16 queries":
+        q = q.bfloat16()
+    elif case == "keys and values differ":
+        v = v.bfloat16()
+    elif case == "float16 keys":
+        k, v = position_minor(k.half()), v.half()
+    elif case == "bias per head":
+        bias = bias.expand(2, HEADS, 5, 37).contiguous()
+    elif case == "float64 bias":
+        bias = bias.double()
+    elif case == "gradients":
+        q.requires_grad_()
+    else:
+        k, v = position_minor(torch.randn(2, HEADS + 1, 37, HEAD_DIM)), torch.randn(2, HEADS + 1, 37, HEAD_DIM)
+    assert not kernels.serves_attention(q, k, v, bias)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_few_query_attention_takes_the_kernel_and_returns_the_queries_dtype(monkeypatch, dtype):
+    calls = []
+    kernel = kernels.attention
+    monkeypatch.setattr(kernels, "attention", lambda *a, **k: calls.append(a) or kernel(*a, **k))
+    q, k, v, bias = inputs(5, 300, dtype, seed=2)
+    with torch.no_grad():
+        actual = few_query_attention(q, k, v, bias=bias)
+    assert len(calls) == 1 and actual.dtype == torch.float32
+    assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 1e-5
+
+
+def test_few_query_attention_without_the_kernel_narrows_the_queries_to_the_keys_dtype(monkeypatch):
+    monkeypatch.setattr(attention_module.kernels, "serves_attention", lambda *arguments: False)
+    q, k, v, bias = inputs(5, 300, torch.bfloat16, seed=3)
+    with torch.no_grad():
+        actual = few_query_attention(q, k, v, bias=bias)
+    assert actual.dtype == torch.float32
+    assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 2e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_beams_of_documents_take_the_kernel_through_grouped_attention(monkeypatch, dtype):
+    """A decoding step: 2 documents x 5 beams, one new token each, over the documents' cached keys and values."""
+    calls = []
+    kernel = kernels.attention
+    monkeypatch.setattr(kernels, "attention", lambda *a, **k: calls.append(a) or kernel(*a, **k))
+    _, k, v, bias = inputs(1, 300, dtype, seed=4)
+    beams = torch.randn(2 * 5, HEADS, 1, HEAD_DIM, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        actual = grouped_attention(beams, k, v, bias=bias)
+    expected = exact(beams, *(t.repeat_interleave(5, dim=0) for t in (k, v, bias)))
+    assert len(calls) == 1 and actual.shape == beams.shape
+    assert (actual.double() - expected).abs().max() <= 1e-5
