@@ -17,7 +17,7 @@ ALLOWED = {
     "text": {"errors", "checkpoint"},
     "kernels": set(),
     "modeling": {"config", "checkpoint", "kernels"},
-    "generation": {"config", "checkpoint", "modeling"},
+    "generation": {"config", "checkpoint", "modeling", "kernels"},
     "heads": {"config", "generation", "modeling"},
     "pipeline": {"errors", "config", "checkpoint", "text", "modeling", "generation", "heads"},
     "finetune": {"errors", "config", "checkpoint", "text", "modeling", "heads", "pipeline"},

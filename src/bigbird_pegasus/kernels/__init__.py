@@ -19,16 +19,19 @@ from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, loaded, re
 # for all rows, is as fast (the large decoder's layers: 5 rows 27.7 against 41.6 ms, 10 rows 48.2 against 47.7 in
 # two passes).
 INT8_MAX_ROWS = MAX_ROWS
+# The most values `top_k` selects per row (beam search asks for 2 x beams).
+MAX_TOP_K = 256
 # How the kernels' calls show in torch.profiler's tables (a ctypes call is no operator of PyTorch's).
 PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
                  "few_row_int8_linear": "bigbird_pegasus::few_row_int8_linear",
                  "few_query_attention_float32": "bigbird_pegasus::few_query_attention",
                  "few_query_attention_bfloat16": "bigbird_pegasus::few_query_attention",
-                 "few_query_self_attention": "bigbird_pegasus::few_query_self_attention"}
+                 "few_query_self_attention": "bigbird_pegasus::few_query_self_attention",
+                 "top_k": "bigbird_pegasus::top_k"}
 
-__all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "attention", "int8_linear", "linear", "reset",
-           "self_attention", "serves_attention", "serves_int8_linear", "serves_linear", "serves_self_attention",
-           "unavailable_reason"]
+__all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "attention", "int8_linear",
+           "linear", "reset", "self_attention", "serves_attention", "serves_int8_linear", "serves_linear",
+           "serves_self_attention", "serves_top_k", "top_k", "unavailable_reason"]
 
 
 def serves_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -135,6 +138,26 @@ def self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *,
     return out
 
 
+def serves_top_k(x: torch.Tensor, k: int) -> bool:
+    """Whether `top_k` takes x (rows, n) fp32 contiguous on the CPU, 1 <= k <= min(n, MAX_TOP_K), no gradients,
+    and the kernels built."""
+    return (x.dim() == 2 and 1 <= k <= min(x.shape[1], MAX_TOP_K) and x.dtype == torch.float32
+            and x.device.type == "cpu" and x.is_contiguous() and not (torch.is_grad_enabled() and x.requires_grad)
+            and loaded() is not None)
+
+
+def top_k(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest values of each row of x (rows, n) and their indices, (rows, k) each, sorted descending, equal
+    values in index order (torch.topk leaves their order unspecified), where `serves_top_k` holds; a row holding a
+    NaN goes to torch.topk (which ranks NaN highest)."""
+    values = torch.empty(x.shape[0], k, dtype=torch.float32)                          # (rows, k)
+    indices = torch.empty(x.shape[0], k, dtype=torch.int64)                            # (rows, k)
+    if _call("top_k", x.data_ptr(), x.shape[0], x.shape[1], k, values.data_ptr(), indices.data_ptr(),
+             torch.get_num_threads(), refused_when=1) == 2:
+        return torch.topk(x, k)
+    return values, indices
+
+
 def _rows(x: torch.Tensor) -> int:
     return x.numel() // x.shape[-1] if x.shape[-1] else 0
 
@@ -143,13 +166,15 @@ def _pointer(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
-def _call(name: str, *arguments) -> None:
-    """Call kernel `name`, named in torch.profiler's tables while it records; a ValueError for a refused call."""
+def _call(name: str, *arguments, refused_when: int | None = None) -> int:
+    """Call kernel `name`, named in torch.profiler's tables while it records, and return its status; a ValueError
+    for a refused call (status `refused_when`; by default any but 0)."""
     function = getattr(loaded(), name)
     if torch.autograd._profiler_enabled():
         with torch.profiler.record_function(PROFILE_NAMES[name]):
             status = function(*arguments)
     else:
         status = function(*arguments)
-    if status != 0:
-        raise ValueError(f"{name}: refused the call (status {status}): rows or inner size outside its range")
+    if status == refused_when or (refused_when is None and status != 0):
+        raise ValueError(f"{name}: refused the call (status {status}): sizes outside its range, or out of memory")
+    return status

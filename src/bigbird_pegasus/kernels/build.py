@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SOURCES = ("few_row_linear.c", "few_row_int8_linear.c", "few_query_attention.c")
+SOURCES = ("few_row_linear.c", "few_row_int8_linear.c", "few_query_attention.c", "top_k.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 BUILD_SECONDS = 120
 

@@ -103,7 +103,7 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
 }
 
 #define ATTENTION(NAME, T, LOAD, LOAD_ONE, LINE)                                                               \
-  /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s), + bias (s,) when given. */   \
+  /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s), + bias (s,) when given. */  \
   static void NAME##_scores(const float* q, const T* k, const float* bias, float* scores, int64_t rows,        \
                             int64_t s, float scale) {                                                          \
     int64_t tiled = s - s % TILE;                                                                              \
@@ -135,15 +135,15 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
       for (int64_t p = tiled; p < s; ++p)                                                                      \
         for (int64_t r = 0; r < count; ++r) {                                                                  \
           float sum = 0.0f;                                                                                    \
-          for (int d = 0; d < HEAD_DIM; ++d) sum += queries[r][d] * LOAD_ONE(k + d * s + p);                      \
+          for (int d = 0; d < HEAD_DIM; ++d) sum += queries[r][d] * LOAD_ONE(k + d * s + p);                   \
           scores[(first + r) * s + p] = sum + (bias ? bias[p] : 0.0f);                                         \
         }                                                                                                      \
     }                                                                                                          \
   }                                                                                                            \
                                                                                                                \
-  /* out (rows, 64) = weights (rows, s) @ v (s, 64), each row times its `inverse`; weights' rows are padded to  \
+  /* out (rows, 64) = weights (rows, s) @ v (s, 64), each row times its `inverse`; weights' rows are padded to \
    * a multiple of ROWS_AT_ONCE with zeros. */                                                                 \
-  static void NAME##_values(const float* weights, const float* inverse, const T* v, float* out, int64_t rows,   \
+  static void NAME##_values(const float* weights, const float* inverse, const T* v, float* out, int64_t rows,  \
                             int64_t s) {                                                                       \
     for (int64_t first = 0; first < rows; first += ROWS_AT_ONCE) {                                             \
       int64_t count = rows - first < ROWS_AT_ONCE ? rows - first : ROWS_AT_ONCE;                               \
@@ -151,7 +151,7 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
       for (int64_t p = 0; p < s; ++p) {                                                                        \
         const T* value = v + p * HEAD_DIM;                                                                     \
         for (int line = 0; line < HEAD_DIM; line += LINE)                                                      \
-          __builtin_prefetch(value + VALUES_AHEAD / sizeof(T) + line, 0, 3);                                       \
+          __builtin_prefetch(value + VALUES_AHEAD / sizeof(T) + line, 0, 3);                                   \
         lanes parts[HEAD_DIM / LANES];                                                                         \
         for (int j = 0; j < HEAD_DIM / LANES; ++j) parts[j] = LOAD(value + j * LANES);                         \
         for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                               \
@@ -167,11 +167,11 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
                                                                                                                \
   /* The entry point: q (docs, heads, rows, 64) fp32, k (docs, heads, 64, s), v (docs, heads, s, 64), bias     \
    * (docs, s) fp32 or NULL -> out (docs, heads, rows, 64) fp32. Returns 0, or 1 when out of memory. */        \
-  int NAME(const float* q, const T* k, const T* v, const float* bias, float* out, int64_t docs, int64_t heads,  \
+  int NAME(const float* q, const T* k, const T* v, const float* bias, float* out, int64_t docs, int64_t heads, \
            int64_t rows, int64_t s, float scale, int threads) {                                                \
-    int64_t padded = (rows + ROWS_AT_ONCE - 1) / ROWS_AT_ONCE * ROWS_AT_ONCE;                                   \
+    int64_t padded = (rows + ROWS_AT_ONCE - 1) / ROWS_AT_ONCE * ROWS_AT_ONCE;                                  \
     int failed = 0;                                                                                            \
-    _Pragma("omp parallel for num_threads(threads) schedule(static) reduction(|:failed)")                    \
+    _Pragma("omp parallel for num_threads(threads) schedule(static) reduction(|:failed)")                      \
     for (int64_t task = 0; task < docs * heads; ++task) {                                                      \
       float* scores = calloc((size_t)(padded * s + padded), sizeof(float));                                    \
       if (!scores) {                                                                                           \

@@ -44,7 +44,7 @@ def loaded() -> ctypes.CDLL | None:
     if (error := _check_linear(library)) is not None:
         _give_up(error, warn=True)
         return None
-    if (error := _check_attention(library) or _check_self_attention(library)) is not None:
+    if (error := _check_attention(library) or _check_self_attention(library) or _check_top_k(library)) is not None:
         _give_up(error, warn=True)
         return None
     if not library.few_row_int8_linear_supported():
@@ -74,6 +74,8 @@ def _declare(library: ctypes.CDLL) -> None:
     library.few_query_self_attention.argtypes = [pointer] * 5 + [size, pointer] + [size] * 4 + [ctypes.c_float,
                                                                                                  ctypes.c_int]
     library.few_query_self_attention.restype = ctypes.c_int
+    library.top_k.argtypes = [pointer] + [size] * 3 + [pointer] * 2 + [ctypes.c_int]
+    library.top_k.restype = ctypes.c_int
 
 
 def _check_linear(library: ctypes.CDLL) -> str | None:
@@ -130,6 +132,22 @@ def _check_self_attention(library: ctypes.CDLL) -> str | None:
         expected = F.scaled_dot_product_attention(q, past_keys, past_values, attn_mask=bias[..., :length])
         if not torch.allclose(out, expected, atol=1e-4, rtol=1e-4):
             return f"the built few_query_self_attention disagrees with torch at {length} positions (miscompiled?)"
+    return None
+
+
+def _check_top_k(library: ctypes.CDLL) -> str | None:
+    """The top-k kernel against torch.topk on distinct values: 1 to 9 of 300, in 1 and 2 parts; a NaN refused."""
+    x = torch.randperm(600, generator=torch.Generator().manual_seed(0)).float().view(2, 300)
+    for k in range(1, 10):
+        for parts in (1, 2):
+            values, indices = torch.empty(2, k), torch.empty(2, k, dtype=torch.int64)
+            status = library.top_k(x.data_ptr(), 2, 300, k, values.data_ptr(), indices.data_ptr(), parts)
+            expected = torch.topk(x, k)
+            if status != 0 or not (torch.equal(values, expected.values) and torch.equal(indices, expected.indices)):
+                return f"the built top_k disagrees with torch.topk for k = {k} (a miscompiled kernel?)"
+    x[1, 7] = float("nan")
+    if library.top_k(x.data_ptr(), 2, 300, 3, values.data_ptr(), indices.data_ptr(), 2) != 2:
+        return "the built top_k does not refuse a NaN (a miscompiled kernel?)"
     return None
 
 
