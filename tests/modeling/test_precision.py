@@ -73,6 +73,9 @@ def test_int8_with_the_encoder_in_bfloat16_stays_close_to_fp32(model):
     assert type(encoder.layers[0].fc1) is Linear                        # the encoder's products stay float
     assert type(decoder.layers[0].fc1) is not Linear and type(model.lm_head) is not torch.nn.Linear   # int8
     assert decoder.embed_tokens is model.model.shared and model.model.shared.weight.dtype == torch.float32
+    cross_attention = decoder.layers[0].encoder_attn
+    assert type(cross_attention.k_proj) is Linear and cross_attention.v_proj.weight.dtype == torch.bfloat16
+    assert type(cross_attention.q_proj) is not Linear            # the per-document projections only are bf16
     assert difference(mixed, expected) <= 0.1 * expected.abs().max().item()
     assert (mixed.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.8
     with torch.no_grad():
@@ -86,6 +89,19 @@ def test_int8_with_the_encoder_in_bfloat16_stays_close_to_fp32(model):
     assert torch.equal(as_tuple[0], plain)
     assert torch.equal(embedded.logits, plain)                   # fp32 inputs_embeds are cast to bf16 first
     assert model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=4).shape == (2, 5)
+
+
+def test_a_bfloat16_encoder_with_a_float32_cross_attention_cache(model):
+    ids, mask = padded_batch(model.config.vocab_size, 400, pad_last=50)
+    decoder_ids, _ = padded_batch(model.config.vocab_size, 8, pad_last=0, seed=5)
+    expected, mixed = fp32_and_other(
+        model, lambda m: quantize_int8(m, cross_attention_dtype=None, encoder_dtype=torch.bfloat16),
+        input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+    assert difference(mixed, expected) <= 0.1 * expected.abs().max().item()
+    with torch.no_grad():
+        tokens = model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=4, return_dict_in_generate=True)
+    cached_keys = tokens.past_key_values.cross_keys[0]
+    assert cached_keys is not None and cached_keys.dtype == torch.float32
 
 
 def test_encoder_dtype_needs_a_float_dtype_and_an_encoder(model):

@@ -12,7 +12,7 @@ from ..config import BigBirdPegasusConfig
 from .attention import DecoderAttention, EncoderAttention
 from .block_sparse import SparseMasks
 from .cache import DecoderCache
-from .linear import Linear
+from .linear import Linear, linear_then_activation
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -55,6 +55,7 @@ class EncoderLayer(nn.Module):
         self.fc2 = Linear(config.encoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.activation = ACTIVATIONS[config.activation_function]
+        self.activation_name = config.activation_function
         self.dropout = config.dropout
         self.gradient_checkpointing = False  # recompute this layer in the backward pass (the stack reads it)
 
@@ -64,7 +65,8 @@ class EncoderLayer(nn.Module):
         list, the attention probabilities are appended to it."""
         attended = self.self_attn(self.self_attn_layer_norm(x), masks=masks, record=record)
         x = x + F.dropout(attended, self.dropout, self.training)
-        hidden = self.activation(self.fc1(self.final_layer_norm(x)))
+        hidden = linear_then_activation(self.fc1, self.final_layer_norm(x), activation=self.activation_name,
+                                        apply=self.activation)
         x = x + F.dropout(self.fc2(hidden), self.dropout, self.training)
         if x.dtype == torch.float16:
             limit = torch.finfo(torch.float16).max - FP16_CLAMP_MARGIN

@@ -1,0 +1,62 @@
+"""A feed-forward's first product and its activation in one oneDNN product (bf16 on the CPU, inference), and
+everything else as the two operations."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from bigbird_pegasus.modeling.layers import ACTIVATIONS
+from bigbird_pegasus.modeling.linear import FUSABLE_ACTIVATIONS, ONEDNN, Linear, linear_then_activation
+
+pytestmark = pytest.mark.skipif(not ONEDNN, reason="this PyTorch build has no oneDNN")
+
+
+def layer_and_input(dtype: torch.dtype) -> tuple[Linear, torch.Tensor]:
+    torch.manual_seed(0)
+    return Linear(64, 128).to(dtype).eval(), torch.randn(2, 137, 64).to(dtype)   # past FEW_ROWS: F.linear unfused
+
+
+def onednn_products(function) -> int:
+    """How many oneDNN products `function()` ran."""
+    with torch.profiler.profile() as profile:
+        function()
+    return sum(event.key == "mkldnn::_linear_pointwise" for event in profile.key_averages())
+
+
+@pytest.mark.parametrize("activation", sorted(FUSABLE_ACTIVATIONS))
+def test_in_bfloat16_one_product_applies_the_activation(activation):
+    layer, x = layer_and_input(torch.bfloat16)
+    apply = ACTIVATIONS[activation]
+    with torch.no_grad():
+        assert onednn_products(lambda: linear_then_activation(layer, x, activation=activation, apply=apply)) == 1
+        fused = linear_then_activation(layer, x, activation=activation, apply=apply)
+        separate = apply(layer(x))
+        exact = apply(layer.float()(x.float()))
+    assert fused.shape == separate.shape and fused.dtype == torch.bfloat16
+    # within bf16 rounding of the exact result, as the two operations are
+    assert (fused.float() - exact).abs().max() <= 2 * (separate.float() - exact).abs().max() + 1e-2
+
+
+@pytest.mark.parametrize("case", ["float32", "relu", "gradients"])
+def test_otherwise_the_product_then_the_activation(case):
+    layer, x = layer_and_input(torch.float32 if case == "float32" else torch.bfloat16)
+    activation = "relu" if case == "relu" else "gelu_new"
+    apply = ACTIVATIONS[activation]
+    with torch.set_grad_enabled(case == "gradients"):
+        assert onednn_products(lambda: linear_then_activation(layer, x, activation=activation, apply=apply)) == 0
+        assert torch.equal(linear_then_activation(layer, x, activation=activation, apply=apply), apply(layer(x)))
+
+
+def test_pytorchs_quantized_layers_keep_their_own_product():
+    layer, x = layer_and_input(torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        quantized = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(64, 128)),
+                                                           {torch.nn.Linear}, dtype=torch.qint8)[0]
+    assert not isinstance(quantized.weight, torch.Tensor)      # a method there
+    with torch.no_grad():
+        actual = linear_then_activation(quantized, x, activation="gelu_new", apply=ACTIVATIONS["gelu_new"])
+        assert torch.equal(actual, ACTIVATIONS["gelu_new"](quantized(x)))
