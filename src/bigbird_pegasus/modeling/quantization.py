@@ -80,9 +80,10 @@ def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
 
 def reduce_cross_attention_cache(model: nn.Module, *, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
     """Cache the decoder's cross-attention keys/values in `dtype` and attend over them in it (in place; returns
-    the model): half the bytes each decoding step reads there, at the cost of their rounding. The queries are
-    cast to `dtype` for the attention and its output back. Only the default `cross_attention_cache`
-    ("keys_and_values") is affected."""
+    the model): half the bytes each decoding step reads there, at the cost of their rounding. Where the CPU
+    attention kernel serves (a decoding step's few query rows, head size 64), the attention runs in fp32 over them;
+    elsewhere the queries are cast to `dtype` for the attention and its output back. Only the default
+    `cross_attention_cache` ("keys_and_values") is affected."""
     if not dtype.is_floating_point:
         raise ValueError(f"cross-attention keys/values can be cached in a floating-point dtype, not {dtype}")
     for module in model.modules():
