@@ -84,15 +84,21 @@ def test_serves_attention_refuses_what_the_kernel_does_not_take(case):
     assert not kernels.serves_attention(q, k, v, bias)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_few_query_attention_takes_the_kernel_and_returns_the_queries_dtype(monkeypatch, dtype):
+@pytest.fixture()
+def kernel_calls(monkeypatch) -> list[tuple]:
+    """The calls `kernels.attention` gets from now on (it still serves them)."""
     calls = []
     kernel = kernels.attention
     monkeypatch.setattr(kernels, "attention", lambda *a, **k: calls.append(a) or kernel(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_few_query_attention_takes_the_kernel_and_returns_the_queries_dtype(kernel_calls, dtype):
     q, k, v, bias = inputs(5, 300, dtype, seed=2)
     with torch.no_grad():
         actual = few_query_attention(q, k, v, bias=bias)
-    assert len(calls) == 1 and actual.dtype == torch.float32
+    assert len(kernel_calls) == 1 and actual.dtype == torch.float32
     assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 1e-5
 
 
@@ -106,15 +112,12 @@ def test_few_query_attention_without_the_kernel_narrows_the_queries_to_the_keys_
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_the_beams_of_documents_take_the_kernel_through_grouped_attention(monkeypatch, dtype):
+def test_the_beams_of_documents_take_the_kernel_through_grouped_attention(kernel_calls, dtype):
     """A decoding step: 2 documents x 5 beams, one new token each, over the documents' cached keys and values."""
-    calls = []
-    kernel = kernels.attention
-    monkeypatch.setattr(kernels, "attention", lambda *a, **k: calls.append(a) or kernel(*a, **k))
     _, k, v, bias = inputs(1, 300, dtype, seed=4)
     beams = torch.randn(2 * 5, HEADS, 1, HEAD_DIM, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         actual = grouped_attention(beams, k, v, bias=bias)
     expected = exact(beams, *(t.repeat_interleave(5, dim=0) for t in (k, v, bias)))
-    assert len(calls) == 1 and actual.shape == beams.shape
+    assert len(kernel_calls) == 1 and actual.shape == beams.shape
     assert (actual.double() - expected).abs().max() <= 1e-5

@@ -1,11 +1,12 @@
 """Hand-written CPU kernels where PyTorch's operators run below what the machine allows: a decoding step's
 products of a few rows (a beam) against a large weight, which read the weight once at near memory bandwidth, in
-fp32 and with int8 weights (AVX-512 VNNI), and the cross-attention of a few query rows over a document's keys and
-values, cached in fp32 or bf16, which reads each once.
+fp32 and with int8 weights (AVX-512 VNNI); the cross-attention of a few query rows over a document's keys and
+values, cached in fp32 or bf16, which reads each once; the self-attention of each beam over its own past, read
+through the cache's origins (so that beam search moves no keys); and beam search's top-k in one pass.
 
-They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c), compiled once per machine on first use
-with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py). Where that is
-not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
+They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c), compiled once per machine on
+first use with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py).
+Where that is not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
 `unavailable_reason()` says why.
 """
 
@@ -116,10 +117,10 @@ def serves_self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Ten
     capacity = keys.shape[2] if keys.dim() == 4 else 0
     tensors = (q, keys, values) if bias is None else (q, keys, values, bias)
     return (d == ATTENTION_HEAD_DIM and t == 1 and b > 0 and keys.shape == values.shape == (b, h, capacity, d)
-            and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+            and all(tensor.dtype == torch.float32 and tensor.device.type == "cpu" for tensor in tensors)
             and keys.is_contiguous() and values.is_contiguous()
             and (bias is None or (bias.shape in ((1, 1, 1, capacity), (b, 1, 1, capacity)) and bias.is_contiguous()))
-            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            and not (torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors))
             and loaded() is not None)
 
 
@@ -148,8 +149,8 @@ def serves_top_k(x: torch.Tensor, k: int) -> bool:
 
 def top_k(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest values of each row of x (rows, n) and their indices, (rows, k) each, sorted descending, equal
-    values in index order (torch.topk leaves their order unspecified), where `serves_top_k` holds; a row holding a
-    NaN goes to torch.topk (which ranks NaN highest)."""
+    values in index order (torch.topk leaves their order unspecified), where `serves_top_k` holds; x holding a NaN
+    goes to torch.topk (which ranks NaN highest)."""
     values = torch.empty(x.shape[0], k, dtype=torch.float32)                          # (rows, k)
     indices = torch.empty(x.shape[0], k, dtype=torch.int64)                            # (rows, k)
     if _call("top_k", x.data_ptr(), x.shape[0], x.shape[1], k, values.data_ptr(), indices.data_ptr(),

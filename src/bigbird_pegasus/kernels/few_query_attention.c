@@ -3,7 +3,8 @@
  * cached in fp32 or bf16. One pass per head reads the keys once (laid out position-minor: each feature's positions
  * contiguous) into a row of scores per query, a softmax over each row, and one pass reads the values once
  * (position-major) into the rows' sums; the sums stay in registers, the next positions are prefetched as each is
- * read (the two batched products of PyTorch read them ~35% below bandwidth).
+ * read (the two batched products of PyTorch read them ~35% below bandwidth). Below it, the step's self-attention
+ * over each beam's own past (few_query_self_attention).
  *
  * GCC/Clang vector extensions (16 lanes: AVX-512 registers, two or four elsewhere); OpenMP over the heads.
  * Compiled by build.py. */

@@ -99,7 +99,8 @@ def _check_attention(library: ctypes.CDLL) -> str | None:
     generator = torch.Generator().manual_seed(0)
     bias = torch.zeros(2, 1, 1, 75)
     bias[1, ..., -7:] = torch.finfo(torch.float32).min
-    for dtype, name in ((torch.float32, "few_query_attention_float32"), (torch.bfloat16, "few_query_attention_bfloat16")):
+    for dtype in (torch.float32, torch.bfloat16):
+        name = "few_query_attention_float32" if dtype == torch.float32 else "few_query_attention_bfloat16"
         keys, values = (torch.randn(2, 3, 75, ATTENTION_HEAD_DIM, generator=generator).to(dtype) for _ in range(2))
         position_minor = keys.transpose(-1, -2).contiguous()                           # (2, 3, d, s)
         for rows in range(1, 12):
