@@ -18,3 +18,6 @@ def _cpu_flags() -> set[str]:
 # The int8 kernel's instructions (vpdpbusd on 512-bit registers).
 HAS_VNNI = {"avx512_vnni", "avx512bw"} <= _cpu_flags()
 needs_vnni = pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI: the int8 kernel is not built here")
+# The cross-attention kernel serves where it is built with AVX-512 (-march=native on a CPU that has it).
+HAS_AVX512 = "avx512f" in _cpu_flags()
+needs_avx512 = pytest.mark.skipif(not HAS_AVX512, reason="this CPU has no AVX-512: the attention kernel does not serve")

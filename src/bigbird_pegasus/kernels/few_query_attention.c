@@ -6,24 +6,25 @@
  * read (the two batched products of PyTorch read them ~35% below bandwidth). Below it, the step's self-attention
  * over each beam's own past (few_query_self_attention).
  *
- * GCC/Clang vector extensions (16 lanes: AVX-512 registers, two or four elsewhere); OpenMP over the heads.
+ * GCC/Clang vector extensions (16 lanes with AVX-512, 8 elsewhere); OpenMP over the heads.
  * Compiled by build.py. */
 #include <stdint.h>
 #include <stdlib.h>
 
-typedef float lanes __attribute__((vector_size(64), aligned(4)));
-typedef int32_t words __attribute__((vector_size(64)));
-typedef uint16_t halves __attribute__((vector_size(32), aligned(2)));
-typedef uint32_t unsigned_words __attribute__((vector_size(64)));
-
-#define LANES 16
-#define HEAD_DIM 64
-#define TILE (4 * LANES) /* positions scored at once: rows x 4 sums of 16 lanes */
 #if defined(__AVX512F__)
+#define LANES 16
 #define ROWS_AT_ONCE 5 /* 5 x 4 sums and 4 keys in 32 registers */
-#else
+#else              /* AVX2 or NEON: 16 registers of 8 lanes (vectors wider than the registers spill, 10x slower) */
+#define LANES 8
 #define ROWS_AT_ONCE 2
 #endif
+typedef float lanes __attribute__((vector_size(4 * LANES), aligned(4)));
+typedef int32_t words __attribute__((vector_size(4 * LANES)));
+typedef uint16_t halves __attribute__((vector_size(2 * LANES), aligned(2)));
+typedef uint32_t unsigned_words __attribute__((vector_size(4 * LANES)));
+
+#define HEAD_DIM 64
+#define TILE (4 * LANES) /* positions scored at once: rows x 4 sums of LANES lanes */
 #define KEYS_AHEAD 512    /* bytes of each feature's keys prefetched ahead */
 #define VALUES_AHEAD 4096 /* bytes of values prefetched ahead */
 
@@ -191,6 +192,16 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
 
 ATTENTION(few_query_attention_float32, float, load_float32, float32, 16)
 ATTENTION(few_query_attention_bfloat16, uint16_t, load_bfloat16, bfloat16, 32)
+
+/* Whether the two above beat PyTorch's batched products on this build: measured with AVX-512; built for AVX2 (on the
+ * same machine) they were 15-50% slower, so they serve only with AVX-512 (they compute the same either way). */
+int few_query_attention_supported(void) {
+#if defined(__AVX512F__)
+  return 1;
+#else
+  return 0;
+#endif
+}
 
 /* A decoding step's self-attention of each beam's new query over its own past, read through `origins` instead of a
  * cache reordered for the beams at every step: q (rows, heads, 64), k and v (stored rows, heads, capacity, 64) as

@@ -23,13 +23,15 @@ ATTENTION_HEAD_DIM = 64
 _reasons: dict[str, str] = {}
 
 
-def unavailable_reason(*, int8: bool = False) -> str | None:
-    """Why the kernels (the int8 kernel with `int8`) do not serve here, or None when they do; the first call
-    builds or loads them."""
+def unavailable_reason(*, int8: bool = False, attention: bool = False) -> str | None:
+    """Why the kernels (the int8 kernel with `int8`, the cross-attention kernel with `attention`) do not serve
+    here, or None when they do; the first call builds or loads them."""
     library = loaded()
     if library is None:
         return _reasons["library"]
-    return _reasons.get("int8") if int8 else None
+    if int8:
+        return _reasons.get("int8")
+    return _reasons.get("attention") if attention else None
 
 
 @functools.cache
@@ -47,6 +49,9 @@ def loaded() -> ctypes.CDLL | None:
     if (error := _check_attention(library) or _check_self_attention(library) or _check_top_k(library)) is not None:
         _give_up(error, warn=True)
         return None
+    if not library.few_query_attention_supported():
+        _reasons["attention"] = ("built without AVX-512, where the cross-attention kernel is slower than PyTorch's "
+                                 "products")
     if not library.few_row_int8_linear_supported():
         _reasons["int8"] = "this CPU has no AVX-512 VNNI (the int8 kernel's instructions)"
     elif (error := _check_int8_linear(library)) is not None:
@@ -76,6 +81,8 @@ def _declare(library: ctypes.CDLL) -> None:
     library.few_query_self_attention.restype = ctypes.c_int
     library.top_k.argtypes = [pointer] + [size] * 3 + [pointer] * 2 + [ctypes.c_int]
     library.top_k.restype = ctypes.c_int
+    library.few_query_attention_supported.argtypes = []
+    library.few_query_attention_supported.restype = ctypes.c_int
 
 
 def _check_linear(library: ctypes.CDLL) -> str | None:
