@@ -2,9 +2,12 @@
 products of a few rows (a beam) against a large weight, which read the weight once at near memory bandwidth, in
 fp32 and with int8 weights (AVX-512 VNNI); the cross-attention of a few query rows over a document's keys and
 values, cached in fp32 or bf16, which reads each once; the self-attention of each beam over its own past, read
-through the cache's origins (so that beam search moves no keys); and beam search's top-k in one pass.
+through the cache's origins (so that beam search moves no keys); beam search's top-k in one pass; and a whole
+decoding step through all the decoder's layers in one call (`DecoderStep`: the layer norms, activation and residual
+sums between those kernels, without PyTorch's per-operator dispatch).
 
-They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c), compiled once per machine on
+They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c, decoder_step.c; shared
+vector math in vectors.h), compiled once per machine on
 first use with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py).
 Where that is not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
 `unavailable_reason()` says why.
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, loaded, reset, unavailable_reason
+from .decoder_step import ACTIVATIONS, DecoderStep, LayerWeights, LinearWeights, serves_step, unavailable_step_reason
+from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, call, loaded, reset, unavailable_reason
 
 # Rows the int8 kernel serves (one pass over the weights); past them PyTorch's fbgemm, which reads the weights once
 # for all rows, is as fast (the large decoder's layers: 5 rows 27.7 against 41.6 ms, 10 rows 48.2 against 47.7 in
@@ -22,17 +26,11 @@ from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, loaded, re
 INT8_MAX_ROWS = MAX_ROWS
 # The most values `top_k` selects per row (beam search asks for 2 x beams).
 MAX_TOP_K = 256
-# How the kernels' calls show in torch.profiler's tables (a ctypes call is no operator of PyTorch's).
-PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
-                 "few_row_int8_linear": "bigbird_pegasus::few_row_int8_linear",
-                 "few_query_attention_float32": "bigbird_pegasus::few_query_attention",
-                 "few_query_attention_bfloat16": "bigbird_pegasus::few_query_attention",
-                 "few_query_self_attention": "bigbird_pegasus::few_query_self_attention",
-                 "top_k": "bigbird_pegasus::top_k"}
 
-__all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "attention", "int8_linear",
-           "linear", "reset", "self_attention", "serves_attention", "serves_int8_linear", "serves_linear",
-           "serves_self_attention", "serves_top_k", "top_k", "unavailable_reason"]
+__all__ = ["ACTIVATIONS", "ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "DecoderStep",
+           "LayerWeights", "LinearWeights", "attention", "int8_linear", "linear", "reset", "self_attention",
+           "serves_attention", "serves_int8_linear", "serves_linear", "serves_self_attention", "serves_step",
+           "serves_top_k", "top_k", "unavailable_reason", "unavailable_step_reason"]
 
 
 def serves_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -51,7 +49,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, *, bias: torch.Tensor | None =
     rows = _rows(x)
     flat = x.reshape(rows, x.shape[-1]).contiguous()                                   # (rows, in)
     out = torch.empty(rows, weight.shape[0], dtype=x.dtype)                            # (rows, out)
-    _call("few_row_linear", flat.data_ptr(), weight.data_ptr(), _pointer(bias), out.data_ptr(), rows,
+    call("few_row_linear", flat.data_ptr(), weight.data_ptr(), _pointer(bias), out.data_ptr(), rows,
           weight.shape[0], weight.shape[1], torch.get_num_threads())
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
@@ -73,7 +71,7 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor, 
     rows = _rows(x)
     flat = x.reshape(rows, x.shape[-1]).contiguous()                                   # (rows, in)
     out = torch.empty(rows, weight.shape[0], dtype=torch.float32)                      # (rows, out)
-    _call("few_row_int8_linear", flat.data_ptr(), weight.data_ptr(), scales.data_ptr(), sums.data_ptr(),
+    call("few_row_int8_linear", flat.data_ptr(), weight.data_ptr(), scales.data_ptr(), sums.data_ptr(),
           _pointer(bias), out.data_ptr(), rows, weight.shape[0], weight.shape[1], torch.get_num_threads())
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
@@ -104,7 +102,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.
     q = q.contiguous()                                                                 # (b, h, r, d)
     out = torch.empty(b, h, r, d, dtype=torch.float32)                                 # (b, h, r, d)
     name = "few_query_attention_float32" if k.dtype == torch.float32 else "few_query_attention_bfloat16"
-    _call(name, q.data_ptr(), k.data_ptr(), v.data_ptr(), _pointer(bias), out.data_ptr(), b, h, r, s, d ** -0.5,
+    call(name, q.data_ptr(), k.data_ptr(), v.data_ptr(), _pointer(bias), out.data_ptr(), b, h, r, s, d ** -0.5,
           torch.get_num_threads())
     return out
 
@@ -134,7 +132,7 @@ def self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *,
     q = q.contiguous()                                                                 # (b, h, 1, d)
     out = torch.empty(b, h, 1, d, dtype=torch.float32)                                 # (b, h, 1, d)
     origins = None if origins is None else origins.to(torch.int64).contiguous()        # (b, capacity)
-    _call("few_query_self_attention", q.data_ptr(), keys.data_ptr(), values.data_ptr(), _pointer(origins),
+    call("few_query_self_attention", q.data_ptr(), keys.data_ptr(), values.data_ptr(), _pointer(origins),
           _pointer(bias), 0 if bias is None else bias.shape[0], out.data_ptr(), b, h, keys.shape[2], length,
           d ** -0.5, torch.get_num_threads())
     return out
@@ -154,7 +152,7 @@ def top_k(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     goes to torch.topk (which ranks NaN highest)."""
     values = torch.empty(x.shape[0], k, dtype=torch.float32)                          # (rows, k)
     indices = torch.empty(x.shape[0], k, dtype=torch.int64)                            # (rows, k)
-    if _call("top_k", x.data_ptr(), x.shape[0], x.shape[1], k, values.data_ptr(), indices.data_ptr(),
+    if call("top_k", x.data_ptr(), x.shape[0], x.shape[1], k, values.data_ptr(), indices.data_ptr(),
              torch.get_num_threads(), refused_when=1) == 2:
         return torch.topk(x, k)
     return values, indices
@@ -166,17 +164,3 @@ def _rows(x: torch.Tensor) -> int:
 
 def _pointer(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
-
-
-def _call(name: str, *arguments, refused_when: int | None = None) -> int:
-    """Call kernel `name`, named in torch.profiler's tables while it records, and return its status; a ValueError
-    for a refused call (status `refused_when`; by default any but 0)."""
-    function = getattr(loaded(), name)
-    if torch.autograd._profiler_enabled():
-        with torch.profiler.record_function(PROFILE_NAMES[name]):
-            status = function(*arguments)
-    else:
-        status = function(*arguments)
-    if status == refused_when or (refused_when is None and status != 0):
-        raise ValueError(f"{name}: refused the call (status {status}): sizes outside its range, or out of memory")
-    return status

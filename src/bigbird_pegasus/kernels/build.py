@@ -23,7 +23,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SOURCES = ("few_row_linear.c", "few_row_int8_linear.c", "few_query_attention.c", "top_k.c")
+SOURCES = ("few_row_linear.c", "few_row_int8_linear.c", "few_query_attention.c", "top_k.c", "decoder_step.c")
+HEADERS = ("kernels.h", "vectors.h")  # included by the sources: part of what a build depends on
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 BUILD_SECONDS = 120
 
@@ -43,7 +44,8 @@ def load_library() -> ctypes.CDLL:
         raise KernelsUnavailable(f"no C compiler: {compiler!r} is not on PATH (set CC to one)")
     folder = Path(__file__).parent
     sources = [folder / name for name in SOURCES]
-    library = _cache_folder() / f"kernels-{_build_key(compiler, sources)}.so"
+    headers = [folder / name for name in HEADERS]
+    library = _cache_folder() / f"kernels-{_build_key(compiler, sources + headers)}.so"
     if not library.exists():
         _build(compiler, sources, library)
     try:
@@ -60,7 +62,7 @@ def _cache_folder() -> Path:
 
 
 def _build_key(compiler: str, sources: list[Path]) -> str:
-    """A hash of what the library depends on: the sources, the flags, the compiler and the CPU."""
+    """A hash of what the library depends on: the sources and headers, the flags, the compiler and the CPU."""
     digest = hashlib.sha256()
     for source in sources:
         digest.update(source.read_bytes())

@@ -11,15 +11,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "vectors.h"
+
 #if defined(__AVX512F__)
-#define LANES 16
 #define ROWS_AT_ONCE 5 /* 5 x 4 sums and 4 keys in 32 registers */
-#else              /* AVX2 or NEON: 16 registers of 8 lanes (vectors wider than the registers spill, 10x slower) */
-#define LANES 8
+#else                  /* AVX2 or NEON: 16 registers of 8 lanes (vectors wider than the registers spill, 10x slower) */
 #define ROWS_AT_ONCE 2
 #endif
-typedef float lanes __attribute__((vector_size(4 * LANES), aligned(4)));
-typedef int32_t words __attribute__((vector_size(4 * LANES)));
 typedef uint16_t halves __attribute__((vector_size(2 * LANES), aligned(2)));
 typedef uint32_t unsigned_words __attribute__((vector_size(4 * LANES)));
 
@@ -28,7 +26,6 @@ typedef uint32_t unsigned_words __attribute__((vector_size(4 * LANES)));
 #define KEYS_AHEAD 512    /* bytes of each feature's keys prefetched ahead */
 #define VALUES_AHEAD 4096 /* bytes of values prefetched ahead */
 
-static inline lanes load_float32(const float* p) { return *(const lanes*)p; }
 static inline float float32(const float* p) { return *p; }
 
 /* bf16 is the top half of an fp32: widen and shift. */
@@ -39,41 +36,6 @@ static inline lanes load_bfloat16(const uint16_t* p) {
 static inline float bfloat16(const uint16_t* p) {
   union { uint32_t bits; float value; } wide = {(uint32_t)*p << 16};
   return wide.value;
-}
-
-static inline lanes larger(lanes a, lanes b) {
-  words a_larger = a > b;
-  return (lanes)(((words)a & a_larger) | ((words)b & ~a_larger));
-}
-
-/* e^x for x <= 0 (a softmax's x - max), within 2 ulp; 0 below -87 (e^x there is under FLT_MIN): x = n ln 2 + f,
- * |f| <= ln 2 / 2, e^f by Cephes' polynomial, 2^n put into the exponent bits. */
-static inline lanes exp_nonpositive(lanes x) {
-  const lanes round = (lanes){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  words kept = x >= -87.0f;
-  x = larger(x, (lanes){0} - 87.0f);
-  lanes n = (x * 1.44269504088896341f + round) - round;
-  lanes f = x - n * 0.693359375f + n * 2.12194440e-4f;
-  lanes y = 1.9875691500e-4f * f + 1.3981999507e-3f;
-  y = y * f + 8.3334519073e-3f;
-  y = y * f + 4.1665795894e-2f;
-  y = y * f + 1.6666665459e-1f;
-  y = y * f + 5.0000001201e-1f;
-  y = y * f * f + f + 1.0f;
-  words two_to_n = (__builtin_convertvector(n, words) + 127) << 23;
-  return (lanes)((words)(y * (lanes)two_to_n) & kept);
-}
-
-static inline float lane_max(lanes a) {
-  float most = a[0];
-  for (int i = 1; i < LANES; ++i) most = a[i] > most ? a[i] : most;
-  return most;
-}
-
-static inline float lane_sum(lanes a) {
-  float sum = 0.0f;
-  for (int i = 0; i < LANES; ++i) sum += a[i];
-  return sum;
 }
 
 /* Softmax of each of `rows` rows of s scores in place, unnormalised (e^(x - max)); 1 / the sums into `inverse`. */
@@ -214,7 +176,7 @@ int few_query_self_attention(const float* q, const float* k, const float* v, con
   int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
   for (int64_t task = 0; task < rows * heads; ++task) {
-    int64_t row = task / heads, head = task % heads;
+    int64_t head = task / rows, row = task % rows; /* a head's beams one after another: their shared pasts cached */
     float* weights = malloc((size_t)(length + 1) * sizeof(float));
     if (!weights) {
       failed = 1;
@@ -223,7 +185,7 @@ int few_query_self_attention(const float* q, const float* k, const float* v, con
     const int64_t* origin = origins ? origins + row * capacity : 0;
     const float* row_bias = bias ? bias + (bias_rows > 1 ? row : 0) * capacity : 0;
     lanes query[HEAD_DIM / LANES];
-    for (int j = 0; j < HEAD_DIM / LANES; ++j) query[j] = load_float32(q + task * HEAD_DIM + j * LANES) * scale;
+    for (int j = 0; j < HEAD_DIM / LANES; ++j) query[j] = load_float32(q + (row * heads + head) * HEAD_DIM + j * LANES) * scale;
     for (int64_t p = 0; p < length; ++p) {
       const float* key = k + (((origin ? origin[p] : row) * heads + head) * capacity + p) * HEAD_DIM;
       lanes products = query[0] * load_float32(key);
@@ -237,7 +199,7 @@ int few_query_self_attention(const float* q, const float* k, const float* v, con
       for (int j = 0; j < HEAD_DIM / LANES; ++j) sums[j] += weights[p] * load_float32(value + j * LANES);
     }
     for (int j = 0; j < HEAD_DIM / LANES; ++j)
-      *(lanes*)(out + task * HEAD_DIM + j * LANES) = sums[j] * weights[length];
+      *(lanes*)(out + (row * heads + head) * HEAD_DIM + j * LANES) = sums[j] * weights[length];
     free(weights);
   }
   return failed;

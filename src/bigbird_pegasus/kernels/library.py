@@ -20,6 +20,15 @@ INT8_LANES = 64
 # The head size the attention kernel is written for (the published checkpoints': 1024 / 16 heads).
 ATTENTION_HEAD_DIM = 64
 
+# How the kernels' calls show in torch.profiler's tables (a ctypes call is no operator of PyTorch's).
+PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
+                 "few_row_int8_linear": "bigbird_pegasus::few_row_int8_linear",
+                 "few_query_attention_float32": "bigbird_pegasus::few_query_attention",
+                 "few_query_attention_bfloat16": "bigbird_pegasus::few_query_attention",
+                 "few_query_self_attention": "bigbird_pegasus::few_query_self_attention",
+                 "top_k": "bigbird_pegasus::top_k",
+                 "decoder_step": "bigbird_pegasus::decoder_step"}
+
 _reasons: dict[str, str] = {}
 
 
@@ -65,6 +74,20 @@ def reset() -> None:
     _reasons.clear()
 
 
+def call(name: str, *arguments, refused_when: int | None = None) -> int:
+    """Call kernel `name`, named in torch.profiler's tables while it records, and return its status; a ValueError
+    for a refused call (status `refused_when`; by default any but 0)."""
+    function = getattr(loaded(), name)
+    if torch.autograd._profiler_enabled():
+        with torch.profiler.record_function(PROFILE_NAMES[name]):
+            status = function(*arguments)
+    else:
+        status = function(*arguments)
+    if status == refused_when or (refused_when is None and status != 0):
+        raise ValueError(f"{name}: refused the call (status {status}): sizes outside its range, or out of memory")
+    return status
+
+
 def _declare(library: ctypes.CDLL) -> None:
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     library.few_row_linear.argtypes = [pointer] * 4 + [size] * 3 + [ctypes.c_int]
@@ -83,6 +106,8 @@ def _declare(library: ctypes.CDLL) -> None:
     library.top_k.restype = ctypes.c_int
     library.few_query_attention_supported.argtypes = []
     library.few_query_attention_supported.restype = ctypes.c_int
+    library.decoder_step.argtypes = [pointer, size, pointer, pointer]
+    library.decoder_step.restype = ctypes.c_int
 
 
 def _check_linear(library: ctypes.CDLL) -> str | None:

@@ -48,6 +48,9 @@ class DecoderCache:
         self._spare_values: list[torch.Tensor | None] = [None] * num_layers
         self._origins: torch.Tensor | None = None  # (rows, capacity) int64 stored rows; None: in beam order
         self._reorders_origins = False              # set once a step has read the cache through origins
+        # (the decoder's layers, laid out for kernels.DecoderStep or None where they do not fit), made at the first
+        # decoding step through this cache (modeling/fused_step.py)
+        self.fused_step: tuple[object, object] | None = None
         self.length = 0
         self.reserved = 0
 
@@ -130,10 +133,20 @@ class DecoderCache:
         """Like `write_at`, for an attention that follows `origins`: the buffers (b, h, capacity, d) as stored and
         the origins (b, capacity) (None: in beam order); beam i's position p is in stored row origins[i, p]. From
         then on, `reorder` reorders the origins only."""
-        self._reorders_origins = True
+        self.reads_through_origins()
         self._self_keys[layer].index_copy_(2, position.view(1), keys)
         self._self_values[layer].index_copy_(2, position.view(1), values)
         return self._self_keys[layer], self._self_values[layer], self._origins
+
+    def stored_buffers(self) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None], torch.Tensor | None]:
+        """Every layer's self-attention buffers (b, h, capacity, d) as stored and the origins (b, capacity) (None:
+        in beam order), for a step that writes and reads them itself and then calls `reads_through_origins`."""
+        return self._self_keys, self._self_values, self._origins
+
+    def reads_through_origins(self) -> None:
+        """A step reads (and writes) the buffers as stored, following `origins`: from now on `reorder` reorders
+        the origins only (as after `stored_for_step`)."""
+        self._reorders_origins = True
 
     def stored(self, layer: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The self-attention buffers (b, h, capacity, d) of `layer` as stored (see `stored_for_step`)."""

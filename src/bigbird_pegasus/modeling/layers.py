@@ -88,6 +88,7 @@ class DecoderLayer(nn.Module):
         self.fc2 = Linear(config.decoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.activation = ACTIVATIONS[config.activation_function]
+        self.activation_name = config.activation_function
         self.dropout = config.dropout
         self.activation_dropout = config.activation_dropout
         self.gradient_checkpointing = False  # recompute this layer in the backward pass (the stack reads it)

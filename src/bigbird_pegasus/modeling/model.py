@@ -13,6 +13,7 @@ from ..config import BigBirdPegasusConfig
 from .block_sparse import BlockLayout, SparseMasks, block_layout, sparse_masks
 from .cache import DecoderCache
 from .embeddings import ScaledEmbedding
+from .fused_step import run_fused_step
 from .layers import DecoderLayer, EncoderLayer
 from .masks import causal_bias, masked_bias, padding_bias
 from .outputs import DecoderOutput, EncoderOutput, Seq2SeqModelOutput, as_requested
@@ -254,7 +255,9 @@ class BigBirdPegasusDecoder(LayerStack):
         """One new token per row at `position` (a 0-d long tensor) against the whole preallocated cache, the
         positions not written yet masked (and those where key_valid (rows, capacity) is False: prompt padding):
         every step has the same shapes, so it compiles once (a static cache, as in gpt-fast). The caller advances
-        `cache` afterwards. tokens (rows, 1) -> (rows, 1, d_model)."""
+        `cache` afterwards. Where the CPU kernels take the whole step (`fused_step.run_fused_step`: inference, a few
+        rows, fp32 or int8 layers, no hooks), the layers run in one call of them. tokens (rows, 1) -> (rows, 1,
+        d_model)."""
         x = self.embed_tokens(tokens) + self.embed_positions(position)
         x = F.dropout(x, self.config.dropout, self.training)
         capacity = cache.capacity
@@ -262,6 +265,9 @@ class BigBirdPegasusDecoder(LayerStack):
         if key_valid is not None:
             visible = visible & key_valid                                                    # (rows, capacity)
         self_bias = masked_bias(visible, x.dtype).view(-1, 1, 1, capacity)                   # (rows|1, 1, 1, capacity)
+        if run_fused_step(self.layers, x, position=position, self_bias=self_bias, encoder_states=encoder_states,
+                          cross_bias=cross_bias, cache=cache):
+            return self.layernorm_embedding(x)
         for layer in self.layers:
             x = layer(x, self_bias=self_bias, is_causal=False, encoder_states=encoder_states, cross_bias=cross_bias,
                       cache=cache, position=position)

@@ -1,0 +1,52 @@
+/* The vector types and the math the C kernels share: LANES floats per vector (16 with AVX-512, 8 elsewhere), the
+ * larger of two vectors, e^x for x <= 0, a vector's largest value and its sum. GCC/Clang vector extensions. */
+#ifndef BIGBIRD_PEGASUS_VECTORS_H
+#define BIGBIRD_PEGASUS_VECTORS_H
+#include <stdint.h>
+
+#if defined(__AVX512F__)
+#define LANES 16
+#else /* AVX2 or NEON: 16 registers of 8 lanes */
+#define LANES 8
+#endif
+typedef float lanes __attribute__((vector_size(4 * LANES), aligned(4)));
+typedef int32_t words __attribute__((vector_size(4 * LANES)));
+
+static inline lanes load_float32(const float* p) { return *(const lanes*)p; }
+
+static inline lanes larger(lanes a, lanes b) {
+  words a_larger = a > b;
+  return (lanes)(((words)a & a_larger) | ((words)b & ~a_larger));
+}
+
+/* e^x for x <= 0 (a softmax's x - max), within 2 ulp; 0 below -87 (e^x there is under FLT_MIN): x = n ln 2 + f,
+ * |f| <= ln 2 / 2, e^f by Cephes' polynomial, 2^n put into the exponent bits. */
+static inline lanes exp_nonpositive(lanes x) {
+  const lanes round = (lanes){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  words kept = x >= -87.0f;
+  x = larger(x, (lanes){0} - 87.0f);
+  lanes n = (x * 1.44269504088896341f + round) - round;
+  lanes f = x - n * 0.693359375f + n * 2.12194440e-4f;
+  lanes y = 1.9875691500e-4f * f + 1.3981999507e-3f;
+  y = y * f + 8.3334519073e-3f;
+  y = y * f + 4.1665795894e-2f;
+  y = y * f + 1.6666665459e-1f;
+  y = y * f + 5.0000001201e-1f;
+  y = y * f * f + f + 1.0f;
+  words two_to_n = (__builtin_convertvector(n, words) + 127) << 23;
+  return (lanes)((words)(y * (lanes)two_to_n) & kept);
+}
+
+static inline float lane_max(lanes a) {
+  float most = a[0];
+  for (int i = 1; i < LANES; ++i) most = a[i] > most ? a[i] : most;
+  return most;
+}
+
+static inline float lane_sum(lanes a) {
+  float sum = 0.0f;
+  for (int i = 0; i < LANES; ++i) sum += a[i];
+  return sum;
+}
+
+#endif
