@@ -96,6 +96,37 @@ def test_cached_keys_are_position_minor_and_attend_as_contiguous_ones():
     assert torch.equal(cached, again)
 
 
+@pytest.mark.parametrize("case", ["fp32", "no bias", "bf16 cache", "hooked", "bf16 projection"])
+def test_cached_keys_are_projected_straight_into_the_position_minor_layout(case, monkeypatch):
+    """A plain fp32 projection writes the keys position-minor itself (W @ states^T per document); a hooked or bf16
+    one projects, then transposes; either way the keys are the projection's to float rounding."""
+    torch.manual_seed(5)
+    layer = DecoderAttention(HEADS * HEAD_DIM, num_heads=HEADS, bias=case != "no bias", dropout=0.0).eval()
+    states = torch.randn(2, SOURCE, HEADS * HEAD_DIM)
+    if case == "bf16 cache":
+        layer.cache_dtype = torch.bfloat16
+    if case == "hooked":
+        layer.k_proj.register_forward_hook(lambda module, inputs, output: output * 2)
+    if case == "bf16 projection":
+        layer.k_proj.to(torch.bfloat16)
+        layer.k_proj.register_forward_pre_hook(lambda module, inputs: (inputs[0].bfloat16(),))
+    direct = []
+    projected = attention_module._projected_position_minor
+    monkeypatch.setattr(attention_module, "_projected_position_minor",
+                        lambda *a, **k: direct.append(1) or projected(*a, **k))
+    cache = DecoderCache(1)
+    with torch.no_grad():
+        layer.cross_attention(torch.randn(2, 1, HEADS * HEAD_DIM), encoder_states=states, bias=None, cache=cache,
+                              layer=0)
+        expected = layer._heads(layer.k_proj(states)).float()                         # (docs, h, s, d)
+    keys = cache.cross_keys[0]
+    assert len(direct) == (case in ("fp32", "no bias", "bf16 cache"))
+    assert keys.shape == (2, HEADS, SOURCE, HEAD_DIM) and keys.transpose(-1, -2).is_contiguous()
+    assert keys.dtype == (torch.bfloat16 if case == "bf16 cache" else torch.float32)
+    tolerance = {"bf16 cache": 2e-2, "bf16 projection": 0.0}.get(case, 1e-5)
+    assert (keys.float() - expected).abs().max() <= tolerance * max(1.0, expected.abs().max().item())
+
+
 def test_reorder_moves_the_written_positions_of_the_chosen_rows():
     cache = DecoderCache(2)
     cache.reserve(6)

@@ -1,4 +1,4 @@
-"""A feed-forward's first product and its activation in one oneDNN product (bf16 on the CPU, inference), and
+"""A feed-forward's first product and its activation in one oneDNN product (fp32 or bf16 on the CPU, inference), and
 everything else as the two operations."""
 
 from __future__ import annotations
@@ -40,9 +40,21 @@ def test_in_bfloat16_one_product_applies_the_activation(activation):
     assert (fused.float() - exact).abs().max() <= 2 * (separate.float() - exact).abs().max() + 1e-2
 
 
-@pytest.mark.parametrize("case", ["float32", "relu", "gradients"])
+@pytest.mark.parametrize("activation", sorted(FUSABLE_ACTIVATIONS))
+def test_in_float32_one_product_applies_the_activation_to_float_rounding(activation):
+    layer, x = layer_and_input(torch.float32)
+    apply = ACTIVATIONS[activation]
+    with torch.no_grad():
+        assert onednn_products(lambda: linear_then_activation(layer, x, activation=activation, apply=apply)) == 1
+        fused = linear_then_activation(layer, x, activation=activation, apply=apply)
+        exact = apply(layer.double()(x.double()))
+    assert fused.dtype == torch.float32
+    assert (fused.double() - exact).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("case", ["float64", "relu", "gradients"])
 def test_otherwise_the_product_then_the_activation(case):
-    layer, x = layer_and_input(torch.float32 if case == "float32" else torch.bfloat16)
+    layer, x = layer_and_input(torch.float64 if case == "float64" else torch.bfloat16)
     activation = "relu" if case == "relu" else "gelu_new"
     apply = ACTIVATIONS[activation]
     with torch.set_grad_enabled(case == "gradients"):

@@ -50,7 +50,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, *, bias: torch.Tensor | None =
     flat = x.reshape(rows, x.shape[-1]).contiguous()                                   # (rows, in)
     out = torch.empty(rows, weight.shape[0], dtype=x.dtype)                            # (rows, out)
     call("few_row_linear", flat.data_ptr(), weight.data_ptr(), _pointer(bias), out.data_ptr(), rows,
-          weight.shape[0], weight.shape[1], torch.get_num_threads())
+         weight.shape[0], weight.shape[1], torch.get_num_threads())
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
@@ -72,7 +72,7 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor, 
     flat = x.reshape(rows, x.shape[-1]).contiguous()                                   # (rows, in)
     out = torch.empty(rows, weight.shape[0], dtype=torch.float32)                      # (rows, out)
     call("few_row_int8_linear", flat.data_ptr(), weight.data_ptr(), scales.data_ptr(), sums.data_ptr(),
-          _pointer(bias), out.data_ptr(), rows, weight.shape[0], weight.shape[1], torch.get_num_threads())
+         _pointer(bias), out.data_ptr(), rows, weight.shape[0], weight.shape[1], torch.get_num_threads())
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
@@ -103,7 +103,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.
     out = torch.empty(b, h, r, d, dtype=torch.float32)                                 # (b, h, r, d)
     name = "few_query_attention_float32" if k.dtype == torch.float32 else "few_query_attention_bfloat16"
     call(name, q.data_ptr(), k.data_ptr(), v.data_ptr(), _pointer(bias), out.data_ptr(), b, h, r, s, d ** -0.5,
-          torch.get_num_threads())
+         torch.get_num_threads())
     return out
 
 
@@ -133,8 +133,8 @@ def self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *,
     out = torch.empty(b, h, 1, d, dtype=torch.float32)                                 # (b, h, 1, d)
     origins = None if origins is None else origins.to(torch.int64).contiguous()        # (b, capacity)
     call("few_query_self_attention", q.data_ptr(), keys.data_ptr(), values.data_ptr(), _pointer(origins),
-          _pointer(bias), 0 if bias is None else bias.shape[0], out.data_ptr(), b, h, keys.shape[2], length,
-          d ** -0.5, torch.get_num_threads())
+         _pointer(bias), 0 if bias is None else bias.shape[0], out.data_ptr(), b, h, keys.shape[2], length,
+         d ** -0.5, torch.get_num_threads())
     return out
 
 
@@ -153,7 +153,7 @@ def top_k(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     values = torch.empty(x.shape[0], k, dtype=torch.float32)                          # (rows, k)
     indices = torch.empty(x.shape[0], k, dtype=torch.int64)                            # (rows, k)
     if call("top_k", x.data_ptr(), x.shape[0], x.shape[1], k, values.data_ptr(), indices.data_ptr(),
-             torch.get_num_threads(), refused_when=1) == 2:
+            torch.get_num_threads(), refused_when=1) == 2:
         return torch.topk(x, k)
     return values, indices
 

@@ -195,9 +195,13 @@ class DecoderAttention(nn.Module):
         `position_minor` on the CPU (`_position_minor`), which `few_query_attention` scores faster)."""
         if cached is not None and cached[layer] is not None:
             return cached[layer]
+        cpu_keys = position_minor and encoder_states.device.type == "cpu"  # GPU kernels want them contiguous
+        if cached is not None and cpu_keys and _projects_transposed(projection, encoder_states):
+            projected = cached[layer] = _projected_position_minor(projection, encoder_states, heads=self.num_heads,
+                                                                  dtype=dtype or encoder_states.dtype)
+            return projected
         projected = self._heads(projection(encoder_states)).to(dtype or encoder_states.dtype)
         if cached is not None:
-            cpu_keys = position_minor and projected.device.type == "cpu"  # GPU kernels want them contiguous
             projected = cached[layer] = _position_minor(projected) if cpu_keys else projected.contiguous()
         return projected
 
@@ -287,6 +291,31 @@ def _few_queries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout: 
 def _position_minor(x: torch.Tensor) -> torch.Tensor:
     """x (b, h, s, d) stored (b, h, d, s): the same tensor, its positions contiguous per feature."""
     return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+def _projects_transposed(projection: nn.Module, states: torch.Tensor) -> bool:
+    """Whether `_projected_position_minor` computes what `projection(states)` would: a plain fp32 linear layer
+    without hooks, fp32 states, no gradients."""
+    return (type(projection) in (Linear, nn.Linear) and not (projection._forward_hooks
+                                                             or projection._forward_pre_hooks)
+            and states.dtype == projection.weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (states.requires_grad or projection.weight.requires_grad)))
+
+
+def _projected_position_minor(projection: nn.Module, states: torch.Tensor, *, heads: int,
+                              dtype: torch.dtype) -> torch.Tensor:
+    """projection(states) for states (docs, s, d_model) as keys (docs, h, s, d) stored position-minor (docs, h, d,
+    s), in `dtype`: W @ states^T per document writes that layout directly (no transposing copy of the keys)."""
+    docs, s, _ = states.shape
+    weight, bias = projection.weight, projection.bias
+    out = torch.empty(docs, weight.shape[0], s, dtype=states.dtype, device=states.device)  # (docs, h*d, s)
+    for doc in range(docs):
+        if bias is None:
+            torch.mm(weight, states[doc].t(), out=out[doc])
+        else:
+            torch.addmm(bias[:, None], weight, states[doc].t(), out=out[doc])
+    keys = out.view(docs, heads, -1, s).to(dtype)                                     # (docs, h, d, s)
+    return keys.transpose(-1, -2)                                                      # (docs, h, s, d)
 
 
 def in_dtype(q: torch.Tensor, bias: torch.Tensor | None, *,
