@@ -143,6 +143,15 @@ static int self_attention_block(const step_layer* layer, const step_shape* shape
   return 0;
 }
 
+/* to (docs, b, a, 64) = from (docs, a, b, 64) with its middle two dimensions swapped. */
+static void swap_middle(const float* from, float* to, int64_t docs, int64_t a, int64_t b) {
+  for (int64_t doc = 0; doc < docs; ++doc)
+    for (int64_t i = 0; i < a; ++i)
+      for (int64_t j = 0; j < b; ++j)
+        memcpy(to + ((doc * b + j) * a + i) * HEAD_DIM, from + ((doc * a + i) * b + j) * HEAD_DIM,
+               HEAD_DIM * sizeof(float));
+}
+
 /* x (rows, d) += out_proj(cross-attention(LayerNorm(x))): rows = docs x groups, a document's rows (its beams) one
  * after another, reading its keys/values once. */
 static int cross_attention_block(const step_layer* layer, const step_shape* shape, float* x, float* normed, float* q,
@@ -151,12 +160,7 @@ static int cross_attention_block(const step_layer* layer, const step_shape* shap
   layer_norm(&layer->cross_norm, x, normed, rows, d, shape->norm_eps);
   int failed = linear(&layer->cross_q, normed, q, rows, shape->threads);
   if (failed) return failed;
-  /* q (docs, groups, heads, 64) -> (docs, heads, groups, 64), as the attention kernel reads a document's rows */
-  for (int64_t doc = 0; doc < docs; ++doc)
-    for (int64_t g = 0; g < groups; ++g)
-      for (int64_t h = 0; h < heads; ++h)
-        memcpy(by_head + ((doc * heads + h) * groups + g) * HEAD_DIM, q + ((doc * groups + g) * heads + h) * HEAD_DIM,
-               HEAD_DIM * sizeof(float));
+  swap_middle(q, by_head, docs, groups, heads); /* (docs, heads, groups, 64): a document's rows, as the kernel reads */
   float scale = 1.0f / sqrtf(HEAD_DIM);
   failed = shape->cross_bfloat16
                ? few_query_attention_bfloat16(by_head, layer->cross_keys, layer->cross_values, shape->cross_bias, q,
@@ -164,12 +168,7 @@ static int cross_attention_block(const step_layer* layer, const step_shape* shap
                : few_query_attention_float32(by_head, layer->cross_keys, layer->cross_values, shape->cross_bias, q,
                                              docs, heads, groups, shape->source_length, scale, shape->threads);
   if (failed) return failed;
-  /* the context (docs, heads, groups, 64) -> (docs, groups, heads, 64) */
-  for (int64_t doc = 0; doc < docs; ++doc)
-    for (int64_t g = 0; g < groups; ++g)
-      for (int64_t h = 0; h < heads; ++h)
-        memcpy(attended + ((doc * groups + g) * heads + h) * HEAD_DIM, q + ((doc * heads + h) * groups + g) * HEAD_DIM,
-               HEAD_DIM * sizeof(float));
+  swap_middle(q, attended, docs, heads, groups); /* the context back to (docs, groups, heads, 64) */
   if ((failed = linear(&layer->cross_out, attended, projected, rows, shape->threads))) return failed;
   add_into(x, projected, rows * d);
   return 0;
