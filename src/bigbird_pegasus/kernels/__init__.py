@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .decoder_step import ACTIVATIONS, DecoderStep, LayerWeights, LinearWeights, serves_step, unavailable_step_reason
+from .decoder_step import (STEP_ACTIVATIONS, DecoderStep, LayerWeights, LinearWeights, serves_step,
+                           unavailable_step_reason)
 from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, call, loaded, reset, unavailable_reason
 
 # Rows the int8 kernel serves (one pass over the weights); past them PyTorch's fbgemm, which reads the weights once
@@ -27,7 +28,7 @@ INT8_MAX_ROWS = MAX_ROWS
 # The most values `top_k` selects per row (beam search asks for 2 x beams).
 MAX_TOP_K = 256
 
-__all__ = ["ACTIVATIONS", "ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "DecoderStep",
+__all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "STEP_ACTIVATIONS", "DecoderStep",
            "LayerWeights", "LinearWeights", "attention", "int8_linear", "linear", "reset", "self_attention",
            "serves_attention", "serves_int8_linear", "serves_linear", "serves_self_attention", "serves_step",
            "serves_top_k", "top_k", "unavailable_reason", "unavailable_step_reason"]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .library import ATTENTION_HEAD_DIM, LANES, MAX_ROWS, call, loaded, unavailable_reason
 
 # The activations decoder_step.c computes, by the config's names (gelu_new and gelu_fast: the tanh approximation).
-ACTIVATIONS = {"gelu": 0, "gelu_python": 0, "gelu_new": 1, "gelu_fast": 1, "gelu_pytorch_tanh": 1, "relu": 2}
+STEP_ACTIVATIONS = {"gelu": 0, "gelu_python": 0, "gelu_new": 1, "gelu_fast": 1, "gelu_pytorch_tanh": 1, "relu": 2}
 
 _pointer, _size = ctypes.c_void_p, ctypes.c_int64
 
@@ -72,19 +72,20 @@ class LayerWeights:
 def unavailable_step_reason(layers: list[LayerWeights], *, activation: str) -> str | None:
     """Why `DecoderStep` cannot take these layers here (None: it can): the kernels built (the cross-attention's
     with AVX-512, the int8 one for int8 layers), head size 64, fp32 norms and linear layers laid out as the product
-    kernels read them, the activation one of ACTIVATIONS."""
+    kernels read them, the activation one of STEP_ACTIVATIONS."""
     if loaded() is None or (reason := unavailable_reason(attention=True)) is not None:
         return unavailable_reason() or reason
     if (reason := _self_check()) is not None:
         return reason
-    if activation not in ACTIVATIONS:
-        return f"activation {activation!r} is not one of {sorted(ACTIVATIONS)}"
+    if activation not in STEP_ACTIVATIONS:
+        return f"activation {activation!r} is not one of {sorted(STEP_ACTIVATIONS)}"
     for layer in layers:
         d_model = layer.self_norm[0].shape[0]
         if d_model % ATTENTION_HEAD_DIM or layer.fc1.weight.shape[0] % LANES:
             return f"d_model {d_model} or ffn {layer.fc1.weight.shape[0]} does not fit the kernels"
         norms = (*layer.self_norm, *layer.cross_norm, *layer.final_norm)
-        if not all(norm.dtype == torch.float32 and norm.is_contiguous() and norm.device.type == "cpu" for norm in norms):
+        if not all(norm.dtype == torch.float32 and norm.is_contiguous() and norm.device.type == "cpu"
+                   for norm in norms):
             return "a layer norm is not fp32, contiguous, on the CPU"
         for linear in (layer.q, layer.k, layer.v, layer.out, layer.cross_q, layer.cross_out, layer.fc1, layer.fc2):
             if (reason := _unfit(linear)) is not None:
@@ -99,8 +100,8 @@ class DecoderStep:
     def __init__(self, layers: list[LayerWeights], *, heads: int, activation: str, norm_eps: float) -> None:
         self._tensors = layers
         self._layers = (_Layer * len(layers))(*(_layer(layer) for layer in layers))
-        self._shape = _Shape(heads=heads, ffn=layers[0].fc1.weight.shape[0], activation=ACTIVATIONS[activation],
-                             norm_eps=norm_eps)
+        self._shape = _Shape(heads=heads, ffn=layers[0].fc1.weight.shape[0],
+                             activation=STEP_ACTIVATIONS[activation], norm_eps=norm_eps)
 
     def __call__(self, x: torch.Tensor, *, keys: list[torch.Tensor], values: list[torch.Tensor],
                  origins: torch.Tensor | None, position: int, self_bias: torch.Tensor | None,

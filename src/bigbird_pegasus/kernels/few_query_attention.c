@@ -185,7 +185,8 @@ int few_query_self_attention(const float* q, const float* k, const float* v, con
     const int64_t* origin = origins ? origins + row * capacity : 0;
     const float* row_bias = bias ? bias + (bias_rows > 1 ? row : 0) * capacity : 0;
     lanes query[HEAD_DIM / LANES];
-    for (int j = 0; j < HEAD_DIM / LANES; ++j) query[j] = load_float32(q + (row * heads + head) * HEAD_DIM + j * LANES) * scale;
+    const float* row_query = q + (row * heads + head) * HEAD_DIM;
+    for (int j = 0; j < HEAD_DIM / LANES; ++j) query[j] = load_float32(row_query + j * LANES) * scale;
     for (int64_t p = 0; p < length; ++p) {
       const float* key = k + (((origin ? origin[p] : row) * heads + head) * capacity + p) * HEAD_DIM;
       lanes products = query[0] * load_float32(key);

@@ -28,7 +28,7 @@ def run_fused_step(layers: nn.ModuleList, x: torch.Tensor, *, position: torch.Te
     cross_keys = cross_values = None
     if encoder_states is not None:
         if (cache.cross_attention_cache is not CrossAttentionCache.KEYS_AND_VALUES
-                or any(keys is None for keys in cache.cross_keys)):
+                or any(layer_keys is None for layer_keys in cache.cross_keys)):
             return False
         cross_keys, cross_values = cache.cross_keys, cache.cross_values
     rows = x.shape[0] * x.shape[1]
