@@ -70,9 +70,9 @@ class LayerWeights:
 
 
 def unavailable_step_reason(layers: list[LayerWeights], *, activation: str) -> str | None:
-    """Why `DecoderStep` cannot take these layers here (None: it can): the kernels built (the cross-attention's
-    with AVX-512, the int8 one for int8 layers), head size 64, fp32 norms and linear layers laid out as the product
-    kernels read them, the activation one of STEP_ACTIVATIONS."""
+    """Why `DecoderStep` cannot take these layers here (None: it can): the kernels built and self-checked (the
+    cross-attention's with AVX-512, the int8 one for int8 layers), d_model a multiple of 64, fp32 norms and linear
+    layers laid out as the product kernels read them, the activation one of STEP_ACTIVATIONS."""
     if loaded() is None or (reason := unavailable_reason(attention=True)) is not None:
         return unavailable_reason() or reason
     if (reason := _self_check()) is not None:
@@ -98,6 +98,9 @@ class DecoderStep:
     the call of one step; build it where `unavailable_step_reason` is None."""
 
     def __init__(self, layers: list[LayerWeights], *, heads: int, activation: str, norm_eps: float) -> None:
+        d_model = layers[0].self_norm[0].shape[0]
+        if d_model != heads * ATTENTION_HEAD_DIM:
+            raise ValueError(f"d_model {d_model} is not {heads} heads of {ATTENTION_HEAD_DIM}: the step's head size")
         self._tensors = layers
         self._layers = (_Layer * len(layers))(*(_layer(layer) for layer in layers))
         self._shape = _Shape(heads=heads, ffn=layers[0].fc1.weight.shape[0],
