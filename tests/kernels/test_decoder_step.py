@@ -11,7 +11,7 @@ import bigbird_pegasus
 from bigbird_pegasus import kernels
 from bigbird_pegasus.kernels import decoder_step
 from bigbird_pegasus.modeling.cache import DecoderCache
-from bigbird_pegasus.modeling.fused_step import _unfit, _weights
+from bigbird_pegasus.modeling.fused_step import _fit, _weights
 from bigbird_pegasus.modeling.masks import padding_bias
 from helpers.cpu import needs_avx512, needs_vnni
 
@@ -166,11 +166,11 @@ def test_the_layers_run_one_by_one_where_the_kernels_do_not_take_the_step(case, 
 
 def test_unavailable_step_reason_names_what_does_not_fit():
     model = small_model(activation="quick_gelu")
-    assert "quick_gelu" in _unfit(model.get_decoder().layers)
+    assert "quick_gelu" in _fit(model.get_decoder().layers)[0]
     model = small_model()
-    assert _unfit(model.get_decoder().layers) is None
+    assert _fit(model.get_decoder().layers)[0] is None
     model.get_decoder().layers[0].fc2.register_forward_pre_hook(lambda *arguments: None)
-    assert "hooks" in _unfit(model.get_decoder().layers)
+    assert "hooks" in _fit(model.get_decoder().layers)[0]
 
 
 def test_a_step_of_another_head_size_is_refused():

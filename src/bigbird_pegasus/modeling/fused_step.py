@@ -45,40 +45,45 @@ def run_fused_step(layers: nn.ModuleList, x: torch.Tensor, *, position: torch.Te
 
 
 def _step_for(layers: nn.ModuleList, cache: DecoderCache) -> kernels.DecoderStep | None:
-    """The layers laid out for the kernels, made once per cache (None: they do not fit; see `_unfit`)."""
+    """The layers laid out for the kernels, made once per cache (None: they do not fit; `_fit` says why)."""
     if cache.fused_step is None or cache.fused_step[0] is not layers:
-        cache.fused_step = (layers, None if _unfit(layers) else _laid_out(layers))
+        cache.fused_step = (layers, _laid_out(layers))
     return cache.fused_step[1]
 
 
-def _unfit(layers: nn.ModuleList) -> str | None:
-    """Why the kernels cannot run these layers (None: they can): plain decoder layers of fp32 or int8 linear layers
-    and affine LayerNorms of one eps, head size 64, no hooks on what a step runs (the kernels would skip them; the
-    cross-attention's key/value projections run at the prefill only), as the kernels take."""
+def _laid_out(layers: nn.ModuleList) -> kernels.DecoderStep | None:
+    """The layers in the kernels' structures, or None where they do not fit (`_fit` says why)."""
+    reason, weights = _fit(layers)
+    if reason is not None:
+        return None
+    first = layers[0]
+    return kernels.DecoderStep(weights, heads=first.self_attn.num_heads, activation=first.activation_name,
+                               norm_eps=first.self_attn_layer_norm.eps)
+
+
+def _fit(layers: nn.ModuleList) -> tuple[str | None, list[kernels.LayerWeights]]:
+    """(why the kernels cannot run these layers or None, their weights): plain decoder layers of fp32 or int8
+    linear layers and affine LayerNorms of one eps, head size 64, no hooks on what a step runs (the kernels would
+    skip them; the cross-attention's key/value projections run at the prefill only), as the kernels take."""
     first = layers[0] if len(layers) else None
     if not isinstance(first, DecoderLayer) or any(type(layer) is not DecoderLayer for layer in layers):
-        return "not the package's decoder layers"
+        return "not the package's decoder layers", []
     stepped = [module for layer in layers
                for module in (layer, layer.self_attn, layer.encoder_attn, *_norms(layer), *_linears(layer))]
     if (nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
             or any(module._forward_hooks or module._forward_pre_hooks for module in stepped)):
-        return "forward hooks are registered on the modules a step runs"
+        return "forward hooks are registered on the modules a step runs", []
     norms = [norm for layer in layers for norm in _norms(layer)]
     if any(type(norm) is not nn.LayerNorm or norm.weight is None or norm.bias is None or norm.eps != norms[0].eps
            for norm in norms):
-        return "the layer norms are not affine LayerNorms of one eps"
+        return "the layer norms are not affine LayerNorms of one eps", []
     if any(type(linear) not in (Linear, nn.Linear, Int8Linear) for layer in layers for linear in _linears(layer)):
-        return "a linear layer of another kind"
+        return "a linear layer of another kind", []
     heads = first.self_attn.num_heads
     if first.self_attn_layer_norm.normalized_shape != (heads * kernels.ATTENTION_HEAD_DIM,):
-        return f"head size {first.self_attn_layer_norm.normalized_shape[0] // heads}, not 64"
-    return kernels.unavailable_step_reason([_weights(layer) for layer in layers], activation=first.activation_name)
-
-
-def _laid_out(layers: nn.ModuleList) -> kernels.DecoderStep:
-    first = layers[0]
-    return kernels.DecoderStep([_weights(layer) for layer in layers], heads=first.self_attn.num_heads,
-                               activation=first.activation_name, norm_eps=first.self_attn_layer_norm.eps)
+        return f"head size {first.self_attn_layer_norm.normalized_shape[0] // heads}, not 64", []
+    weights = [_weights(layer) for layer in layers]
+    return kernels.unavailable_step_reason(weights, activation=first.activation_name), weights
 
 
 def _norms(layer: DecoderLayer) -> tuple[nn.Module, ...]:
