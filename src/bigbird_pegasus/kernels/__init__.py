@@ -4,10 +4,11 @@ fp32 and with int8 weights (AVX-512 VNNI); the cross-attention of a few query ro
 values, cached in fp32 or bf16, which reads each once; the self-attention of each beam over its own past, read
 through the cache's origins (so that beam search moves no keys); beam search's top-k in one pass; and a whole
 decoding step through all the decoder's layers in one call (`DecoderStep`: the layer norms, activation and residual
-sums between those kernels, without PyTorch's per-operator dispatch).
+sums between those kernels, without PyTorch's per-operator dispatch); and the encoder's block-sparse attention, each
+query block over its key blocks where they lie (`block_attention`: no gathered copies).
 
-They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c, decoder_step.c; shared
-vector math in vectors.h), compiled once per machine on
+They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c, decoder_step.c,
+block_sparse_attention.c; shared vector math in vectors.h), compiled once per machine on
 first use with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py).
 Where that is not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
 `unavailable_reason()` says why.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from .block_sparse_attention import BlockRows, block_attention, serves_block_attention
 from .decoder_step import (STEP_ACTIVATIONS, DecoderStep, LayerWeights, LinearWeights, serves_step,
                            unavailable_step_reason)
 from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, call, loaded, reset, unavailable_reason
@@ -28,10 +30,11 @@ INT8_MAX_ROWS = MAX_ROWS
 # The most values `top_k` selects per row (beam search asks for 2 x beams).
 MAX_TOP_K = 256
 
-__all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "STEP_ACTIVATIONS", "DecoderStep",
-           "LayerWeights", "LinearWeights", "attention", "int8_linear", "linear", "reset", "self_attention",
-           "serves_attention", "serves_int8_linear", "serves_linear", "serves_self_attention", "serves_step",
-           "serves_top_k", "top_k", "unavailable_reason", "unavailable_step_reason"]
+__all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "STEP_ACTIVATIONS", "BlockRows",
+           "DecoderStep", "LayerWeights", "LinearWeights", "attention", "block_attention", "int8_linear", "linear",
+           "reset", "self_attention", "serves_attention", "serves_block_attention", "serves_int8_linear",
+           "serves_linear", "serves_self_attention", "serves_step", "serves_top_k", "top_k", "unavailable_reason",
+           "unavailable_step_reason"]
 
 
 def serves_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:

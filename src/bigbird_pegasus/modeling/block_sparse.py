@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import kernels
 from .masks import padding_bias
 
 # The reference uses the BigBird paper's plan for these padded lengths: random blocks are drawn from
@@ -203,7 +204,9 @@ class SparseMasks:
     query_keep: (b, n, 1) 1.0 for real queries, 0.0 for padding (the reference zeroes their output).
     layout, key_valid: what the masks were built from ((b, n) bool, or None), for the exact path that computes
         attention probabilities (`attention_weights.py`).
-    workspace: buffers for the gathered keys and values, reused by the layers of one forward.
+    kernel_rows: the middle and the global query blocks as `kernels.block_attention` takes them (fp32 masks on
+        the CPU whose heads share the layout), else None.
+    workspace: buffers for the gathered (or packed) keys and values, reused by the layers of one forward.
     """
 
     block_index: torch.Tensor
@@ -215,6 +218,7 @@ class SparseMasks:
     global_blocks: tuple[int, int]
     layout: BlockLayout
     key_valid: torch.Tensor | None
+    kernel_rows: tuple[kernels.BlockRows, kernels.BlockRows] | None
     workspace: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -240,9 +244,27 @@ def sparse_masks(layout: BlockLayout, *, key_valid: torch.Tensor | None, batch_s
     bias = bias.expand(batch_size, num_blocks, layout_heads, width, block_size)
     row_bias = bias.reshape(batch_size * num_blocks, layout_heads, 1, width * block_size)
     query_keep = None if key_valid is None else key_valid[:, :, None].to(dtype)
-    return SparseMasks(block_index=block_index, row_bias=row_bias, global_bias=padding_bias(key_valid, dtype),
-                       query_keep=query_keep, width=width, shared_by_heads=shared_by_heads,
-                       global_blocks=layout.global_blocks, layout=layout, key_valid=key_valid)
+    global_bias = padding_bias(key_valid, dtype)
+    kernel_rows = None
+    if shared_by_heads and dtype == torch.float32 and key_blocks.device.type == "cpu":
+        kernel_rows = _kernel_rows(key_blocks[:, 0], row_bias.view(batch_size, num_blocks, width * block_size),
+                                   global_bias, global_blocks=layout.global_blocks)
+    return SparseMasks(block_index=block_index, row_bias=row_bias, global_bias=global_bias, query_keep=query_keep,
+                       width=width, shared_by_heads=shared_by_heads, global_blocks=layout.global_blocks,
+                       layout=layout, key_valid=key_valid, kernel_rows=kernel_rows)
+
+
+def _kernel_rows(key_blocks: torch.Tensor, row_bias: torch.Tensor, global_bias: torch.Tensor | None, *,
+                 global_blocks: tuple[int, int]) -> tuple[kernels.BlockRows, kernels.BlockRows]:
+    """key_blocks (nb, W), row_bias (b, nb, W * bs), global_bias (b, 1, 1, n) or None -> the middle query blocks
+    over their W key blocks, the global ones over every block."""
+    first, last = global_blocks
+    num_blocks = key_blocks.shape[0]
+    middle = kernels.BlockRows(torch.arange(first + 1, last), key_blocks[first + 1:last].contiguous(),
+                               row_bias[:, first + 1:last].contiguous())
+    every_key = None if global_bias is None else global_bias[:, 0].expand(-1, 2, -1).contiguous()  # (b, 2, n)
+    edges = kernels.BlockRows(torch.tensor([first, last]), torch.arange(num_blocks).repeat(2, 1), every_key)
+    return middle, edges
 
 
 # -- attention --------------------------------------------------------------------------------------------
@@ -251,11 +273,17 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                            num_heads: int, block_size: int) -> torch.Tensor:
     """BigBird ITC attention. q, k, v: (b, n, h * d) with n a multiple of block_size -> (b, n, h * d).
 
-    One batched SDPA call for every query block over its gathered key blocks (a single gather, no loop
-    over blocks), one for the global query blocks over all keys; then the global rows replace theirs.
+    On the CPU in fp32 inference with the heads sharing the layout (eval mode), one kernel reads each query block's
+    key blocks where they lie (`kernels.block_attention`). Otherwise one batched SDPA call for every query block
+    over its gathered key blocks (a single gather, no loop over blocks), one for the global query blocks over all
+    keys; then the global rows replace theirs.
     """
     b, n, hidden = q.shape
     h, bs = num_heads, block_size
+    if masks.kernel_rows is not None and kernels.serves_block_attention(q, k, v, heads=h, block_size=bs):
+        packed = _workspace(masks, name="packed", shape=(2 * q.numel(),), like=q)
+        context = kernels.block_attention(q, k, v, heads=h, block_size=bs, rows=masks.kernel_rows, packed=packed)
+        return context if masks.query_keep is None else context * masks.query_keep
     d, nb = hidden // h, n // bs
     shape = _BlockShape(batch=b, blocks=nb, block_size=bs, heads=h, head_size=d)
 
@@ -310,7 +338,12 @@ def _select_blocks(blocks: torch.Tensor, *, masks: SparseMasks, name: str) -> to
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return blocks.index_select(1, masks.block_index)
     shape = (blocks.shape[0], masks.block_index.numel(), *blocks.shape[2:])
+    return torch.index_select(blocks, 1, masks.block_index, out=_workspace(masks, name=name, shape=shape, like=blocks))
+
+
+def _workspace(masks: SparseMasks, *, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """The buffer `name` of masks.workspace, made anew when it has another shape or dtype."""
     buffer = masks.workspace.get(name)
-    if buffer is None or buffer.shape != shape or buffer.dtype != blocks.dtype:
-        buffer = masks.workspace[name] = blocks.new_empty(shape)
-    return torch.index_select(blocks, 1, masks.block_index, out=buffer)
+    if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype:
+        buffer = masks.workspace[name] = like.new_empty(shape)
+    return buffer
