@@ -81,7 +81,7 @@ def counting_steps(monkeypatch) -> list[int]:
 
 
 @pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
-@pytest.mark.parametrize("docs, beams", [(1, 1), (1, 5), (2, 3), (1, 8)])
+@pytest.mark.parametrize("docs, beams", [(1, 1), (1, 5), (2, 3), (1, 8), (4, 5), (8, 5)])
 def test_a_fused_step_computes_what_the_layers_do_one_by_one(activation, docs, beams, monkeypatch):
     model = small_model(activation=activation)
     calls = counting_steps(monkeypatch)
@@ -109,11 +109,12 @@ def test_a_fused_step_without_encoder_states_skips_the_cross_attention(monkeypat
 
 @pytest.mark.parametrize("int8, bf16_cache", [pytest.param(True, False, marks=needs_vnni), (False, True),
                                               pytest.param(True, True, marks=needs_vnni)])
-def test_a_fused_step_takes_int8_layers_and_a_bf16_cross_attention_cache(int8, bf16_cache, monkeypatch):
+@pytest.mark.parametrize("docs, beams", [(2, 3), (4, 5)])
+def test_a_fused_step_takes_int8_layers_and_a_bf16_cross_attention_cache(int8, bf16_cache, docs, beams, monkeypatch):
     model = small_model(int8=int8, bf16_cache=bf16_cache)
     calls = counting_steps(monkeypatch)
-    fused, _ = steps(model, docs=2, beams=3, fused=True, monkeypatch=monkeypatch)
-    layers, _ = steps(model, docs=2, beams=3, fused=False, monkeypatch=monkeypatch)
+    fused, _ = steps(model, docs=docs, beams=beams, fused=True, monkeypatch=monkeypatch)
+    layers, _ = steps(model, docs=docs, beams=beams, fused=False, monkeypatch=monkeypatch)
     assert len(calls) == NEW_TOKENS
     for fused_hidden, layers_hidden in zip(fused, layers):
         torch.testing.assert_close(fused_hidden, layers_hidden, atol=1e-5, rtol=1e-5)
@@ -139,11 +140,11 @@ def test_beam_search_through_fused_steps_gives_the_tokens_and_scores_of_the_laye
         torch.testing.assert_close(fused_scores[finite], layers_scores[finite], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["forward hook", "training", "quick_gelu", "9 rows", "head size 32",
+@pytest.mark.parametrize("case", ["forward hook", "training", "quick_gelu", "41 rows", "head size 32",
                                   "values cached only"])
 def test_the_layers_run_one_by_one_where_the_kernels_do_not_take_the_step(case, monkeypatch):
     model = small_model(activation="quick_gelu" if case == "quick_gelu" else "gelu_new")
-    beams = 9 if case == "9 rows" else 3
+    beams = kernels.MAX_ROWS + 1 if case == "41 rows" else 3
     if case == "forward hook":
         seen = []
         model.get_decoder().layers[1].fc1.register_forward_hook(lambda *arguments: seen.append(1))
@@ -204,7 +205,7 @@ def test_serves_step_refuses_what_the_kernel_does_not_take():
     fits = dict(keys=keys, self_bias=None, cross_keys=cross_keys, cross_values=cross_values, cross_bias=None)
     with torch.no_grad():
         assert kernels.serves_step(x, **fits)
-        assert not kernels.serves_step(torch.zeros(9, 128), **fits)                      # more rows than 8
+        assert not kernels.serves_step(torch.zeros(41, 128), **fits)                     # more rows than 40
         assert not kernels.serves_step(x.double(), **fits)
         assert not kernels.serves_step(x, **dict(fits, cross_keys=cross_values))          # keys not position-minor
         assert not kernels.serves_step(x, **dict(fits, cross_values=cross_values.half()))

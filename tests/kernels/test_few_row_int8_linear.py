@@ -32,7 +32,7 @@ def test_the_int8_kernel_serves_exactly_where_the_cpu_has_vnni():
 
 
 @needs_vnni
-@pytest.mark.parametrize("rows", range(1, kernels.INT8_MAX_ROWS + 1))
+@pytest.mark.parametrize("rows", [*range(1, 9), 9, 12, 20, 33, kernels.INT8_MAX_ROWS])
 @pytest.mark.parametrize("out_features, in_features", [(4099, 64), (6, 1024)])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_int8_linear_is_the_quantized_product(rows, out_features, in_features, with_bias):
@@ -44,6 +44,20 @@ def test_int8_linear_is_the_quantized_product(rows, out_features, in_features, w
     actual = kernels.int8_linear(x, weight, scales=scales, sums=sums, bias=bias)
     assert actual.shape == (rows, out_features) and actual.dtype == torch.float32
     assert torch.allclose(actual, expected_product(x, weight, scales, bias), rtol=1e-5, atol=1e-5)
+
+
+@needs_vnni
+@pytest.mark.parametrize("rows", [7, 20])
+def test_each_row_of_a_batch_gets_what_it_gets_alone(rows):
+    """Each row is quantized with its own scale and its products are exact integers: a document's numbers do not
+    depend on the others in its batch, to the bit."""
+    generator = torch.Generator().manual_seed(rows)
+    weight, scales, sums = int8_weight(1027, 256, generator)
+    bias = torch.randn(1027, generator=generator)
+    x = torch.randn(rows, 256, generator=generator) * torch.rand(rows, 1, generator=generator) * 10
+    batch = kernels.int8_linear(x, weight, scales=scales, sums=sums, bias=bias)
+    alone = torch.cat([kernels.int8_linear(row[None], weight, scales=scales, sums=sums, bias=bias) for row in x])
+    assert torch.equal(batch, alone)
 
 
 @needs_vnni

@@ -1,4 +1,4 @@
-/* A decoding step through all the decoder's layers in one call, for the few rows of a step (a beam: 1 to 8):
+/* A decoding step through all the decoder's layers in one call, for the rows of a step (beams: 1 to 40 rows):
  * per layer, pre-LayerNorm self-attention over each row's past (the new keys/values written into the cache at
  * `position` first), cross-attention over each document's cached keys/values, and the feed-forward block, each
  * added to the residual x in place. The products and attentions are the other kernels of this folder; here are the
@@ -16,7 +16,7 @@
 #include "vectors.h"
 
 #define HEAD_DIM 64
-#define MAX_ROWS 8
+#define MAX_ROWS 40
 
 /* y (rows, n) = x (rows, k) @ weight (n, k)^T + bias: an fp32 weight, or int8 rows with `scale` and `sums`. */
 typedef struct {
@@ -187,7 +187,7 @@ static int feed_forward_block(const step_layer* layer, const step_shape* shape, 
 }
 
 /* The entry point: x (rows, heads * 64) fp32, the step's input to the first layer, becomes the last layer's output
- * (before the decoder's final LayerNorm). Returns 0; 1 when the sizes are out of range (rows 1 to 8, docs dividing
+ * (before the decoder's final LayerNorm). Returns 0; 1 when the sizes are out of range (rows 1 to 40, docs dividing
  * rows, the feed-forward width a multiple of LANES); 3 when out of memory; a kernel's refusal otherwise. */
 int decoder_step(const step_layer* layers, int64_t count, const step_shape* shape, float* x) {
   int64_t rows = shape->rows, d = shape->heads * HEAD_DIM;

@@ -1,8 +1,9 @@
-/* y (rows, n) = x (rows, k) @ w (n, k)^T (+ bias (n,)) in fp32 for a few rows (1 to 8): a decoding step's
- * products, where the weights are read once and the rows stay in registers. Each thread streams its own
- * contiguous part of w, OUT weight rows at a time (prefetching the next OUT rows as it goes: the hardware
- * prefetcher alone leaves the reads ~25% short of bandwidth), and keeps rows x OUT sums of 16 lanes (8 without
- * AVX-512).
+/* y (rows, n) = x (rows, k) @ w (n, k)^T (+ bias (n,)) in fp32 for a few rows: a decoding step's products, where
+ * the weights are read once and the rows stay in registers. Each thread streams its own contiguous part of w, OUT
+ * weight rows at a time (prefetching the next OUT rows as it goes: the hardware prefetcher alone leaves the reads
+ * ~25% short of bandwidth), and keeps rows x OUT sums of 16 lanes (8 without AVX-512). 1 to 8 rows in one pass;
+ * more (a batch of documents' beams) in groups of 5 against each block of weight rows, the weights still read
+ * from memory once.
  *
  * Portable C: GCC/Clang vector extensions, lowered to AVX-512, AVX2 or NEON by -march=native. Threads: OpenMP
  * (the same runtime as PyTorch's when it is loaded first). Compiled by build.py. */
@@ -22,6 +23,26 @@ static inline float lane_sum(lanes a) {
   return sum;
 }
 
+/* The lane sums of 4 vectors at once: a transposing tree of shuffles, instead of 4 sums of LANES lanes each (what
+ * the products of many rows, bound by arithmetic, spend at the end of each block). */
+static inline void sum_four(const lanes v[4], float sums[4]) {
+#if LANES == 16
+  lanes ab = __builtin_shufflevector(v[0], v[1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+             __builtin_shufflevector(v[0], v[1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  lanes cd = __builtin_shufflevector(v[2], v[3], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+             __builtin_shufflevector(v[2], v[3], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  /* ab: 8 partial sums of v[0], then 8 of v[1]; cd alike */
+  lanes quarters = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+                   __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  /* quarters: 4 partial sums of each of v[0..3] */
+  lanes pairs = __builtin_shufflevector(quarters, quarters, 0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13) +
+                __builtin_shufflevector(quarters, quarters, 2, 3, 6, 7, 10, 11, 14, 15, 2, 3, 6, 7, 10, 11, 14, 15);
+  for (int o = 0; o < 4; ++o) sums[o] = pairs[2 * o] + pairs[2 * o + 1];
+#else
+  for (int o = 0; o < 4; ++o) sums[o] = lane_sum(v[o]);
+#endif
+}
+
 /* OUT weight rows from `first` on, against all ROWS rows of x; k is a multiple of LANES. */
 #define BLOCK(ROWS, OUT)                                                                                    \
   static inline void block_##ROWS##_##OUT(const float* x, const float* w, const float* bias, float* y,     \
@@ -39,9 +60,14 @@ static inline float lane_sum(lanes a) {
         for (int o = 0; o < OUT; ++o) sums[r][o] += row * weight[o];                                        \
       }                                                                                                     \
     }                                                                                                       \
-    for (int r = 0; r < ROWS; ++r)                                                                          \
-      for (int o = 0; o < OUT; ++o)                                                                         \
-        y[r * n + first + o] = lane_sum(sums[r][o]) + (bias ? bias[first + o] : 0.0f);                     \
+    for (int r = 0; r < ROWS; ++r) {                                                                        \
+      float total[OUT];                                                                                     \
+      if (OUT == 4)                                                                                         \
+        sum_four(sums[r], total);                                                                           \
+      else                                                                                                  \
+        for (int o = 0; o < OUT; ++o) total[o] = lane_sum(sums[r][o]);                                      \
+      for (int o = 0; o < OUT; ++o) y[r * n + first + o] = total[o] + (bias ? bias[first + o] : 0.0f);      \
+    }                                                                                                       \
   }
 
 /* linear_ROWS: OUT weight rows at a time, the last n % OUT one at a time. */
@@ -82,10 +108,51 @@ KERNEL_ONE_ROW_AT_A_TIME(7)
 KERNEL_ONE_ROW_AT_A_TIME(8)
 #endif
 
+/* More rows (a batch of beams): groups of up to MANY_ROWS rows against each block of MANY_OUT weight rows, so that
+ * the weights are still read from memory once; the groups after the first find the block in cache. */
+#if defined(__AVX512F__)
+#define MANY_OUT 4
+#else
+#define MANY_OUT 2
+#endif
+#define MANY_ROWS 5
+#define GROUP_NAME(OUT) group_##OUT
+#define GROUP_OF(OUT) GROUP_NAME(OUT) /* the group function of OUT, expanded */
+#define DEFINE_GROUP(OUT) GROUP(OUT)
+#define GROUP(OUT)                                                                                          \
+  static inline void group_##OUT(const float* x, const float* w, const float* bias, float* y, int64_t rows, \
+                                 int64_t n, int64_t k, int64_t first) {                                     \
+    for (int64_t row = 0; row < rows; row += MANY_ROWS) {                                                   \
+      const float* chunk = x + row * k;                                                                     \
+      float* out = y + row * n;                                                                             \
+      switch (rows - row < MANY_ROWS ? rows - row : MANY_ROWS) {                                            \
+        case 1: block_1_##OUT(chunk, w, bias, out, n, k, first); break;                                     \
+        case 2: block_2_##OUT(chunk, w, bias, out, n, k, first); break;                                     \
+        case 3: block_3_##OUT(chunk, w, bias, out, n, k, first); break;                                     \
+        case 4: block_4_##OUT(chunk, w, bias, out, n, k, first); break;                                     \
+        default: block_5_##OUT(chunk, w, bias, out, n, k, first);                                           \
+      }                                                                                                     \
+    }                                                                                                       \
+  }
+DEFINE_GROUP(MANY_OUT)
+GROUP(1)
+
+static void linear_many(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t n,
+                        int64_t k, int threads) {
+  int64_t blocked = n - n % MANY_OUT;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t first = 0; first < blocked; first += MANY_OUT) GROUP_OF(MANY_OUT)(x, w, bias, y, rows, n, k, first);
+  for (int64_t first = blocked; first < n; ++first) group_1(x, w, bias, y, rows, n, k, first);
+}
+
 /* The entry point; returns 0, or 1 when rows or k are out of range (the caller checks them first). */
 int few_row_linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t n,
                    int64_t k, int threads) {
-  if (k % LANES != 0) return 1;
+  if (k % LANES != 0 || rows < 1) return 1;
+  if (rows > 8) {
+    linear_many(x, w, bias, y, rows, n, k, threads);
+    return 0;
+  }
   switch (rows) {
     case 1: linear_1(x, w, bias, y, n, k, threads); return 0;
     case 2: linear_2(x, w, bias, y, n, k, threads); return 0;

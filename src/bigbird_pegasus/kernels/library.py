@@ -12,8 +12,11 @@ import torch.nn.functional as F
 
 from .build import KernelsUnavailable, load_library
 
-# Rows one call of a kernel serves: it keeps rows x (weight rows at a time) sums in registers.
-MAX_ROWS = 8
+# Rows one call of the product kernels serves (and the whole-step kernel: a batch of 8 documents' 5 beams): up to 8
+# keep rows x (weight rows at a time) sums in registers; more go in groups of 5 against each block of weight rows,
+# the weights still read from memory once. At 40 rows PyTorch's products are as fast (few_row_linear 2.24 against
+# 2.20 ms for a 4096 x 1024 weight, 0.75 against 1.45 ms at 10 rows); past them they serve.
+MAX_ROWS = 40
 # The fp32 kernel reads the inner dimension 16 floats at a time; the int8 kernel 64 bytes at a time.
 LANES = 16
 INT8_LANES = 64
@@ -189,7 +192,7 @@ def _check_top_k(library: ctypes.CDLL) -> str | None:
 
 
 def _check_int8_linear(library: ctypes.CDLL) -> str | None:
-    """The int8 kernel against the same product in float64 (rows quantized the same way) for 1 to 8 rows."""
+    """The int8 kernel against the same product in float64 (rows quantized the same way) for 1 to MAX_ROWS rows."""
     generator = torch.Generator().manual_seed(0)
     weight = torch.randint(-127, 128, (11, 2 * INT8_LANES), generator=generator, dtype=torch.int8)
     scales, bias = torch.rand(11, generator=generator), torch.randn(11, generator=generator)

@@ -15,9 +15,9 @@ from .. import kernels
 class Int8Linear(nn.Module):
     """y = x @ (weight * weight_scale[:, None]).T + bias, weight int8 per output channel (symmetric, scale
     max |w| / 127). Up to `kernels.INT8_MAX_ROWS` rows on the CPU take the int8 kernel (each row quantized to int8
-    with its own scale); more rows (a batch of documents, a teacher-forced sequence) take PyTorch's int8 dynamic
-    product (fbgemm; the input quantized per tensor), faster there, over a packed copy of the weights made on the
-    first such call. Inference only."""
+    with its own scale); more rows (a teacher-forced sequence, a batch of more than 8 documents' beams) take
+    PyTorch's int8 dynamic product (fbgemm; the input quantized per tensor), faster there, over a packed copy of
+    the weights made on the first such call. Inference only."""
 
     def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
