@@ -247,7 +247,7 @@ def sparse_masks(layout: BlockLayout, *, key_valid: torch.Tensor | None, batch_s
     global_bias = padding_bias(key_valid, dtype)
     kernel_rows = None
     if shared_by_heads and dtype == torch.float32 and key_blocks.device.type == "cpu":
-        kernel_rows = _kernel_rows(key_blocks[:, 0], row_bias.view(batch_size, num_blocks, width * block_size),
+        kernel_rows = _kernel_rows(key_blocks[:, 0], row_bias.reshape(batch_size, num_blocks, width * block_size),
                                    global_bias, global_blocks=layout.global_blocks)
     return SparseMasks(block_index=block_index, row_bias=row_bias, global_bias=global_bias, query_keep=query_keep,
                        width=width, shared_by_heads=shared_by_heads, global_blocks=layout.global_blocks,
