@@ -75,10 +75,29 @@ def test_the_kernel_computes_what_the_gathered_path_does(block_size, monkeypatch
     assert ours[1, -block_size - 3:].abs().max() == 0                                  # padding queries zeroed
 
 
-@pytest.mark.parametrize("case", ["bf16", "gradients", "heads_differ", "head_size_32", "block_size_8"])
+def test_bf16_inputs_are_computed_in_fp32_and_rounded_once(monkeypatch):
+    q, k, v, masks = attention_inputs(block_size=64, blocks=12, padding=67, dtype=torch.bfloat16)
+    fp32_masks = attention_inputs(block_size=64, blocks=12, padding=67)[3]
+    calls = counting_calls(monkeypatch)
+    with torch.no_grad():
+        ours = block_sparse_attention(q, k, v, masks=masks, num_heads=HEADS, block_size=64)
+        in_fp32 = block_sparse_attention(q.float(), k.float(), v.float(), masks=fp32_masks, num_heads=HEADS,
+                                         block_size=64)
+        assert len(calls) == 2
+        monkeypatch.setattr(kernels, "serves_block_attention", lambda *a, **k: False)
+        gathered = block_sparse_attention(q, k, v, masks=masks, num_heads=HEADS, block_size=64)
+    assert ours.dtype == gathered.dtype == torch.bfloat16
+    scale = in_fp32.abs().max()
+    # one rounding to bf16 (2^-9 of the largest value), and log(4) in bf16 in the biases
+    assert (ours.float() - in_fp32).abs().max() <= 4e-3 * scale
+    assert (ours.float() - gathered.float()).abs().max() <= 2e-2 * scale
+    assert ours[1, -67:].abs().max() == 0                                              # padding queries zeroed
+
+
+@pytest.mark.parametrize("case", ["fp16", "gradients", "heads_differ", "head_size_32", "block_size_8"])
 def test_the_gathered_path_serves_where_the_kernel_does_not(case, monkeypatch):
     calls = counting_calls(monkeypatch)
-    heads, block_size, dtype = HEADS, 16, torch.bfloat16 if case == "bf16" else torch.float32
+    heads, block_size, dtype = HEADS, 16, torch.float16 if case == "fp16" else torch.float32
     if case == "head_size_32":
         heads = 4
     if case == "block_size_8":
@@ -88,7 +107,7 @@ def test_the_gathered_path_serves_where_the_kernel_does_not(case, monkeypatch):
     layout = block_layout(n, block_size=block_size, num_random_blocks=2, num_heads=heads, layer_index=1,
                           max_seq_len=4096, seeded=case == "heads_differ")
     masks = sparse_masks(layout, key_valid=None, batch_size=1, num_heads=heads, block_size=block_size, dtype=dtype)
-    assert (masks.kernel_rows is None) == (case in ("bf16", "heads_differ"))
+    assert (masks.kernel_rows is None) == (case in ("fp16", "heads_differ"))
     out = block_sparse_attention(q, k, v, masks=masks, num_heads=heads, block_size=block_size)
     assert calls == [] and out.shape == q.shape and torch.isfinite(out.float()).all()
 
@@ -112,6 +131,9 @@ def test_serves_block_attention_refuses_what_the_kernel_does_not_take():
         assert not kernels.serves_block_attention(q, q, q, heads=HEADS, block_size=24)        # not of 16
         assert not kernels.serves_block_attention(q[:, :48], q[:, :48], q[:, :48], heads=HEADS, block_size=32)
         assert not kernels.serves_block_attention(q, q.double(), q, heads=HEADS, block_size=16)
+        assert not kernels.serves_block_attention(q, q.bfloat16(), q, heads=HEADS, block_size=16)     # mixed
+        assert not kernels.serves_block_attention(q.half(), q.half(), q.half(), heads=HEADS, block_size=16)
+        assert kernels.serves_block_attention(q.bfloat16(), q.bfloat16(), q.bfloat16(), heads=HEADS, block_size=16)
         assert not kernels.serves_block_attention(q, q.transpose(0, 1), q, heads=HEADS, block_size=16)
         strided = torch.zeros(1, 64, 2 * HEADS * HEAD_DIM)[..., ::2]
         assert not kernels.serves_block_attention(q, strided, q, heads=HEADS, block_size=16)

@@ -1,6 +1,6 @@
 """BigBird's block-sparse attention in `block_sparse_attention.c`: every query block over its key blocks, read
-where they lie (no gathered copies), in fp32 on the CPU; checked against the same attention in PyTorch's operators
-before it serves."""
+where they lie (no gathered copies), on the CPU, computed in fp32 over fp32 or bf16 inputs; checked against the
+same attention in PyTorch's operators before it serves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from .library import ATTENTION_HEAD_DIM, LANES, call, loaded, unavailable_reason
+
+
+_ENTRY_POINTS = {torch.float32: "block_sparse_attention_float32", torch.bfloat16: "block_sparse_attention_bfloat16"}
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,14 @@ class BlockRows:
 
 
 def serves_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, heads: int, block_size: int) -> bool:
-    """Whether `block_attention` takes q, k, v (b, n, heads x ATTENTION_HEAD_DIM): fp32 contiguous on the CPU, n a
-    multiple of block_size and block_size of LANES, no gradients, not under torch.compile, and the kernel built
-    with AVX-512 and self-checked."""
+    """Whether `block_attention` takes q, k, v (b, n, heads x ATTENTION_HEAD_DIM): fp32 or bf16 (all three
+    alike), contiguous on the CPU, n a multiple of block_size and block_size of LANES, no gradients, not under
+    torch.compile, and the kernel built with AVX-512 and self-checked."""
     tensors = (q, k, v)
     return (q.dim() == 3 and q.shape == k.shape == v.shape and q.shape[2] == heads * ATTENTION_HEAD_DIM
             and block_size % LANES == 0 and q.shape[1] % block_size == 0
-            and all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+            and q.dtype == k.dtype == v.dtype and q.dtype in _ENTRY_POINTS
+            and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
             and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
             and not torch.compiler.is_compiling()
             and loaded() is not None and unavailable_reason(attention=True) is None and _self_check() is None)
@@ -41,9 +45,10 @@ def serves_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
 def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, heads: int, block_size: int,
                     rows: tuple[BlockRows, ...], packed: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(64) + bias) v of each query block over its key blocks, where `serves_block_attention`
-    holds: q, k, v (b, n, heads x 64) -> (b, n, heads x 64) fp32. `rows` together name every query block once;
-    `packed` is a buffer of at least 2 x b x n x heads x 64 floats (each head's keys and values are copied into it
-    contiguous). A ValueError when `rows` leave a query block out or name one twice."""
+    holds: q, k, v (b, n, heads x 64) -> (b, n, heads x 64) in their dtype (computed in fp32, bf16 results rounded
+    to nearest). `rows` together name every query block once;
+    `packed` is a buffer of at least 2 x b x n x heads x 64 floats, fp32 (each head's keys and values are copied
+    into it contiguous). A ValueError when `rows` leave a query block out or name one twice."""
     b, n, hidden = q.shape
     blocks = n // block_size
     named = torch.cat([group.query_blocks for group in rows]).sort().values
@@ -56,7 +61,7 @@ def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, heads:
         if group.bias is not None and group.bias.shape != (b, m, width * block_size):
             raise ValueError(f"block_attention: bias of shape {tuple(group.bias.shape)}, expected "
                              f"{(b, m, width * block_size)}")
-        call("block_sparse_attention_float32", q.data_ptr(), k.data_ptr(), v.data_ptr(), packed.data_ptr(),
+        call(_ENTRY_POINTS[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(), packed.data_ptr(),
              int(index == 0), group.query_blocks.data_ptr(), group.key_blocks.data_ptr(),
              None if group.bias is None else group.bias.data_ptr(), out.data_ptr(), b, heads, blocks, block_size, m,
              width, ATTENTION_HEAD_DIM ** -0.5, torch.get_num_threads())
@@ -76,27 +81,31 @@ def _self_check() -> str | None:
 
 
 def _check_block_attention() -> str | None:
-    """2 documents, 2 heads, 5 blocks of 16 (LANES) and of 64 positions (both score tiles): the 3 middle query blocks
-    over 3 random key blocks each with a random bias hiding some keys, the first and the last over every key, hiding
-    the second document's last 5 positions."""
+    """2 documents, 2 heads, 5 blocks of 16 (LANES) and of 64 positions (both score tiles), fp32 and bf16: the 3
+    middle query blocks over 3 random key blocks each with a random bias hiding some keys, the first and the last over
+    every key, hiding the second document's last 5 positions."""
     generator = torch.Generator().manual_seed(0)
     docs, heads, blocks = 2, 2, 5
-    for block_size in (LANES, 4 * LANES):
-        n = blocks * block_size
-        q, k, v = (torch.randn(docs, n, heads * ATTENTION_HEAD_DIM, generator=generator) for _ in range(3))
-        middle = BlockRows(torch.arange(1, blocks - 1), torch.randint(0, blocks, (blocks - 2, 3), generator=generator),
-                           torch.randn(docs, blocks - 2, 3 * block_size, generator=generator))
-        middle.bias[middle.bias < -1.5] = torch.finfo(torch.float32).min
-        hidden = torch.zeros(docs, 2, n)
-        hidden[1, :, -5:] = torch.finfo(torch.float32).min
-        edges = BlockRows(torch.tensor([0, blocks - 1]), torch.arange(blocks).repeat(2, 1), hidden)
-        packed = torch.empty(2 * q.numel())
-        out = block_attention(q, k, v, heads=heads, block_size=block_size, rows=(middle, edges), packed=packed)
-        expected = torch.empty_like(q)
-        for group in (middle, edges):
-            _expected_rows(q, k, v, group, heads=heads, block_size=block_size, out=expected)
-        if not torch.allclose(out, expected, atol=1e-4, rtol=1e-4):
-            return f"the built block_sparse_attention_float32 disagrees with torch at block size {block_size}"
+    for dtype, tolerance in ((torch.float32, 1e-4), (torch.bfloat16, 1e-2)):
+        for block_size in (LANES, 4 * LANES):
+            n = blocks * block_size
+            q, k, v = (torch.randn(docs, n, heads * ATTENTION_HEAD_DIM, generator=generator).to(dtype)
+                       for _ in range(3))
+            middle = BlockRows(torch.arange(1, blocks - 1),
+                               torch.randint(0, blocks, (blocks - 2, 3), generator=generator),
+                               torch.randn(docs, blocks - 2, 3 * block_size, generator=generator))
+            middle.bias[middle.bias < -1.5] = torch.finfo(torch.float32).min
+            hidden = torch.zeros(docs, 2, n)
+            hidden[1, :, -5:] = torch.finfo(torch.float32).min
+            edges = BlockRows(torch.tensor([0, blocks - 1]), torch.arange(blocks).repeat(2, 1), hidden)
+            packed = torch.empty(2 * q.numel())
+            out = block_attention(q, k, v, heads=heads, block_size=block_size, rows=(middle, edges), packed=packed)
+            expected = torch.empty(q.shape)
+            for group in (middle, edges):
+                _expected_rows(q.float(), k.float(), v.float(), group, heads=heads, block_size=block_size,
+                               out=expected)
+            if not torch.allclose(out.float(), expected.to(dtype).float(), atol=tolerance, rtol=tolerance):
+                return f"the built {_ENTRY_POINTS[dtype]} disagrees with torch at block size {block_size}"
     return None
 
 

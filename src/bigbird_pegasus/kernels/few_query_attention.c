@@ -18,25 +18,11 @@
 #else                  /* AVX2 or NEON: 16 registers of 8 lanes (vectors wider than the registers spill, 10x slower) */
 #define ROWS_AT_ONCE 2
 #endif
-typedef uint16_t halves __attribute__((vector_size(2 * LANES), aligned(2)));
-typedef uint32_t unsigned_words __attribute__((vector_size(4 * LANES)));
 
 #define HEAD_DIM 64
 #define TILE (4 * LANES) /* positions scored at once: rows x 4 sums of LANES lanes */
 #define KEYS_AHEAD 512    /* bytes of each feature's keys prefetched ahead */
 #define VALUES_AHEAD 4096 /* bytes of values prefetched ahead */
-
-static inline float float32(const float* p) { return *p; }
-
-/* bf16 is the top half of an fp32: widen and shift. */
-static inline lanes load_bfloat16(const uint16_t* p) {
-  unsigned_words wide = __builtin_convertvector(*(const halves*)p, unsigned_words) << 16;
-  return (lanes)wide;
-}
-static inline float bfloat16(const uint16_t* p) {
-  union { uint32_t bits; float value; } wide = {(uint32_t)*p << 16};
-  return wide.value;
-}
 
 #define ATTENTION(NAME, T, LOAD, LOAD_ONE, LINE)                                                               \
   /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s), + bias (s,) when given. */  \

@@ -31,7 +31,8 @@ PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
                  "few_query_self_attention": "bigbird_pegasus::few_query_self_attention",
                  "top_k": "bigbird_pegasus::top_k",
                  "decoder_step": "bigbird_pegasus::decoder_step",
-                 "block_sparse_attention_float32": "bigbird_pegasus::block_sparse_attention"}
+                 "block_sparse_attention_float32": "bigbird_pegasus::block_sparse_attention",
+                 "block_sparse_attention_bfloat16": "bigbird_pegasus::block_sparse_attention"}
 
 _reasons: dict[str, str] = {}
 
@@ -112,9 +113,10 @@ def _declare(library: ctypes.CDLL) -> None:
     library.few_query_attention_supported.restype = ctypes.c_int
     library.decoder_step.argtypes = [pointer, size, pointer, pointer]
     library.decoder_step.restype = ctypes.c_int
-    library.block_sparse_attention_float32.argtypes = ([pointer] * 4 + [ctypes.c_int] + [pointer] * 4 + [size] * 6
-                                                       + [ctypes.c_float, ctypes.c_int])
-    library.block_sparse_attention_float32.restype = ctypes.c_int
+    for block_sparse in (library.block_sparse_attention_float32, library.block_sparse_attention_bfloat16):
+        block_sparse.argtypes = ([pointer] * 4 + [ctypes.c_int] + [pointer] * 4 + [size] * 6
+                                 + [ctypes.c_float, ctypes.c_int])
+        block_sparse.restype = ctypes.c_int
 
 
 def _check_linear(library: ctypes.CDLL) -> str | None:

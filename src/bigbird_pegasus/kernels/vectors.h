@@ -1,6 +1,6 @@
-/* The vector types and the math the C kernels share: LANES floats per vector (16 with AVX-512, 8 elsewhere), the
- * larger of two vectors, e^x for x <= 0, a vector's largest value and its sum, a softmax of rows in place.
- * GCC/Clang vector extensions. */
+/* The vector types and the math the C kernels share: LANES floats per vector (16 with AVX-512, 8 elsewhere), loads
+ * and stores of fp32 and bf16, the larger of two vectors, e^x for x <= 0, a vector's largest value and its sum, a
+ * softmax of rows in place. GCC/Clang vector extensions. */
 #ifndef BIGBIRD_PEGASUS_VECTORS_H
 #define BIGBIRD_PEGASUS_VECTORS_H
 #include <stdint.h>
@@ -12,8 +12,28 @@
 #endif
 typedef float lanes __attribute__((vector_size(4 * LANES), aligned(4)));
 typedef int32_t words __attribute__((vector_size(4 * LANES)));
+typedef uint16_t halves __attribute__((vector_size(2 * LANES), aligned(2)));
+typedef uint32_t unsigned_words __attribute__((vector_size(4 * LANES)));
 
 static inline lanes load_float32(const float* p) { return *(const lanes*)p; }
+static inline float float32(const float* p) { return *p; }
+static inline void store_float32(float* p, lanes x) { *(lanes*)p = x; }
+
+/* bf16 is the top half of an fp32: widen and shift; stored rounded to the nearest (ties to even), NaN kept NaN. */
+static inline lanes load_bfloat16(const uint16_t* p) {
+  unsigned_words wide = __builtin_convertvector(*(const halves*)p, unsigned_words) << 16;
+  return (lanes)wide;
+}
+static inline float bfloat16(const uint16_t* p) {
+  union { uint32_t bits; float value; } wide = {(uint32_t)*p << 16};
+  return wide.value;
+}
+static inline void store_bfloat16(uint16_t* p, lanes x) {
+  unsigned_words bits = (unsigned_words)x;
+  unsigned_words rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  unsigned_words nan = (unsigned_words)(x != x);
+  *(halves*)p = __builtin_convertvector((rounded & ~nan) | (((bits >> 16) | 0x40u) & nan), halves);
+}
 
 static inline lanes larger(lanes a, lanes b) {
   words a_larger = a > b;

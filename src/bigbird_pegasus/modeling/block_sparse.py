@@ -204,8 +204,8 @@ class SparseMasks:
     query_keep: (b, n, 1) 1.0 for real queries, 0.0 for padding (the reference zeroes their output).
     layout, key_valid: what the masks were built from ((b, n) bool, or None), for the exact path that computes
         attention probabilities (`attention_weights.py`).
-    kernel_rows: the middle and the global query blocks as `kernels.block_attention` takes them (fp32 masks on
-        the CPU whose heads share the layout), else None.
+    kernel_rows: the middle and the global query blocks as `kernels.block_attention` takes them (fp32 or bf16
+        masks on the CPU whose heads share the layout; the biases in fp32), else None.
     workspace: buffers for the gathered (or packed) keys and values, reused by the layers of one forward.
     """
 
@@ -246,9 +246,11 @@ def sparse_masks(layout: BlockLayout, *, key_valid: torch.Tensor | None, batch_s
     query_keep = None if key_valid is None else key_valid[:, :, None].to(dtype)
     global_bias = padding_bias(key_valid, dtype)
     kernel_rows = None
-    if shared_by_heads and dtype == torch.float32 and key_blocks.device.type == "cpu":
-        kernel_rows = _kernel_rows(key_blocks[:, 0], row_bias.reshape(batch_size, num_blocks, width * block_size),
-                                   global_bias, global_blocks=layout.global_blocks)
+    if shared_by_heads and dtype in (torch.float32, torch.bfloat16) and key_blocks.device.type == "cpu":
+        kernel_rows = _kernel_rows(key_blocks[:, 0],
+                                   row_bias.reshape(batch_size, num_blocks, width * block_size).float(),
+                                   None if global_bias is None else global_bias.float(),
+                                   global_blocks=layout.global_blocks)
     return SparseMasks(block_index=block_index, row_bias=row_bias, global_bias=global_bias, query_keep=query_keep,
                        width=width, shared_by_heads=shared_by_heads, global_blocks=layout.global_blocks,
                        layout=layout, key_valid=key_valid, kernel_rows=kernel_rows)
@@ -273,15 +275,15 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                            num_heads: int, block_size: int) -> torch.Tensor:
     """BigBird ITC attention. q, k, v: (b, n, h * d) with n a multiple of block_size -> (b, n, h * d).
 
-    On the CPU in fp32 inference with the heads sharing the layout (eval mode), one kernel reads each query block's
-    key blocks where they lie (`kernels.block_attention`). Otherwise one batched SDPA call for every query block
-    over its gathered key blocks (a single gather, no loop over blocks), one for the global query blocks over all
-    keys; then the global rows replace theirs.
+    On the CPU in fp32 or bf16 inference with the heads sharing the layout (eval mode), one kernel reads each query
+    block's key blocks where they lie (`kernels.block_attention`, computing in fp32). Otherwise one batched SDPA
+    call for every query block over its gathered key blocks (a single gather, no loop over blocks), one for the
+    global query blocks over all keys; then the global rows replace theirs.
     """
     b, n, hidden = q.shape
     h, bs = num_heads, block_size
     if masks.kernel_rows is not None and kernels.serves_block_attention(q, k, v, heads=h, block_size=bs):
-        packed = _workspace(masks, name="packed", shape=(2 * q.numel(),), like=q)
+        packed = _workspace(masks, name="packed", shape=(2 * q.numel(),), dtype=torch.float32)
         context = kernels.block_attention(q, k, v, heads=h, block_size=bs, rows=masks.kernel_rows, packed=packed)
         return context if masks.query_keep is None else context * masks.query_keep
     d, nb = hidden // h, n // bs
@@ -338,12 +340,13 @@ def _select_blocks(blocks: torch.Tensor, *, masks: SparseMasks, name: str) -> to
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return blocks.index_select(1, masks.block_index)
     shape = (blocks.shape[0], masks.block_index.numel(), *blocks.shape[2:])
-    return torch.index_select(blocks, 1, masks.block_index, out=_workspace(masks, name=name, shape=shape, like=blocks))
+    buffer = _workspace(masks, name=name, shape=shape, dtype=blocks.dtype)
+    return torch.index_select(blocks, 1, masks.block_index, out=buffer)
 
 
-def _workspace(masks: SparseMasks, *, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """The buffer `name` of masks.workspace, made anew when it has another shape or dtype."""
+def _workspace(masks: SparseMasks, *, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """The buffer `name` of masks.workspace (on the masks' device), made anew when it has another shape or dtype."""
     buffer = masks.workspace.get(name)
-    if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype:
-        buffer = masks.workspace[name] = like.new_empty(shape)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = masks.workspace[name] = torch.empty(shape, dtype=dtype, device=masks.block_index.device)
     return buffer
