@@ -10,7 +10,6 @@ import torch
 
 from .library import ATTENTION_HEAD_DIM, LANES, call, loaded, unavailable_reason
 
-
 _ENTRY_POINTS = {torch.float32: "block_sparse_attention_float32", torch.bfloat16: "block_sparse_attention_bfloat16"}
 
 
@@ -46,25 +45,38 @@ def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, heads:
                     rows: tuple[BlockRows, ...], packed: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(64) + bias) v of each query block over its key blocks, where `serves_block_attention`
     holds: q, k, v (b, n, heads x 64) -> (b, n, heads x 64) in their dtype (computed in fp32, bf16 results rounded
-    to nearest). `rows` together name every query block once;
-    `packed` is a buffer of at least 2 x b x n x heads x 64 floats, fp32 (each head's keys and values are copied
-    into it contiguous). A ValueError when `rows` leave a query block out or name one twice."""
+    to nearest). `rows` together name every query block once; `packed` is an fp32 buffer of at least
+    2 x b x n x heads x 64 floats (each head's keys and values are copied into it contiguous). A ValueError names
+    what does not fit: a query block left out or named twice, a key block out of range, a bias of another shape,
+    a buffer too small."""
     b, n, hidden = q.shape
     blocks = n // block_size
     named = torch.cat([group.query_blocks for group in rows]).sort().values
     if not torch.equal(named, torch.arange(blocks)):
         raise ValueError(f"block_attention: the rows name query blocks {named.tolist()}, not each of 0..{blocks - 1} "
                          "once")
+    if packed.dtype != torch.float32 or not packed.is_contiguous() or packed.numel() < 2 * q.numel():
+        raise ValueError(f"block_attention: packed must be a contiguous fp32 buffer of at least {2 * q.numel()} "
+                         f"floats, not {packed.dtype} of {packed.numel()}")
+    for group in rows:
+        m, width = group.key_blocks.shape
+        indices = (group.query_blocks, group.key_blocks)
+        if (any(t.dtype != torch.int64 for t in indices) or group.key_blocks.min() < 0
+                or group.key_blocks.max() >= blocks):
+            raise ValueError(f"block_attention: query and key blocks must be int64, the key blocks in 0..{blocks - 1}")
+        if group.bias is not None and (group.bias.shape != (b, m, width * block_size)
+                                       or group.bias.dtype != torch.float32):
+            raise ValueError(f"block_attention: bias of shape {tuple(group.bias.shape)} ({group.bias.dtype}), "
+                             f"expected {(b, m, width * block_size)} (torch.float32)")
     out = torch.empty_like(q)                                                          # (b, n, heads * 64)
     for index, group in enumerate(rows):
-        m, width = group.key_blocks.shape
-        if group.bias is not None and group.bias.shape != (b, m, width * block_size):
-            raise ValueError(f"block_attention: bias of shape {tuple(group.bias.shape)}, expected "
-                             f"{(b, m, width * block_size)}")
-        call(_ENTRY_POINTS[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(), packed.data_ptr(),
-             int(index == 0), group.query_blocks.data_ptr(), group.key_blocks.data_ptr(),
-             None if group.bias is None else group.bias.data_ptr(), out.data_ptr(), b, heads, blocks, block_size, m,
-             width, ATTENTION_HEAD_DIM ** -0.5, torch.get_num_threads())
+        query_blocks, key_blocks = group.query_blocks.contiguous(), group.key_blocks.contiguous()
+        bias = None if group.bias is None else group.bias.contiguous()
+        m, width = key_blocks.shape
+        call(_ENTRY_POINTS[q.dtype], q.data_ptr(), k.data_ptr(), v.data_ptr(), packed.data_ptr(), int(index == 0),
+             query_blocks.data_ptr(), key_blocks.data_ptr(), None if bias is None else bias.data_ptr(),
+             out.data_ptr(), b, heads, blocks, block_size, m, width, ATTENTION_HEAD_DIM ** -0.5,
+             torch.get_num_threads())
     return out
 
 

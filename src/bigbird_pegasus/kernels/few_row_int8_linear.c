@@ -143,7 +143,8 @@ static void rows_many(const uint8_t* q, const float* x_scale, const int8_t* w, c
                       int threads) {
   int64_t blocked = n - n % 4;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t first = 0; first < blocked; first += 4) group_4(q, x_scale, w, w_scale, w_sums, bias, y, rows, n, k, first);
+  for (int64_t first = 0; first < blocked; first += 4)
+    group_4(q, x_scale, w, w_scale, w_sums, bias, y, rows, n, k, first);
   for (int64_t first = blocked; first < n; ++first) group_1(q, x_scale, w, w_scale, w_sums, bias, y, rows, n, k, first);
 }
 

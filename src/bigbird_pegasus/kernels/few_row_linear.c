@@ -116,6 +116,7 @@ KERNEL_ONE_ROW_AT_A_TIME(8)
 #define MANY_OUT 2
 #endif
 #define MANY_ROWS 5
+#define ONE_PASS_ROWS 8 /* the most rows one pass keeps in registers (the kernels above) */
 #define GROUP_NAME(OUT) group_##OUT
 #define GROUP_OF(OUT) GROUP_NAME(OUT) /* the group function of OUT, expanded */
 #define DEFINE_GROUP(OUT) GROUP(OUT)
@@ -149,7 +150,7 @@ static void linear_many(const float* x, const float* w, const float* bias, float
 int few_row_linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t n,
                    int64_t k, int threads) {
   if (k % LANES != 0 || rows < 1) return 1;
-  if (rows > 8) {
+  if (rows > ONE_PASS_ROWS) {
     linear_many(x, w, bias, y, rows, n, k, threads);
     return 0;
   }
