@@ -114,8 +114,8 @@ static void attend_block(const float* k, const float* v, const int64_t* blocks, 
   }
 }
 
-/* The entry points, for q, k, v and out of type T (fp32, or bf16 computed in fp32): query blocks query_blocks[t]
- * (t < rows) over key blocks key_blocks[t] (rows, width) with bias (docs, rows, width x block_size) or none;
+/* The entry points, for q, k, v and out of type T (fp32, or bf16 computed in fp32): query blocks query_blocks[i]
+ * (i < count) over key blocks key_blocks[i] (count, width) with bias (docs, count, width x block_size) or none;
  * `packed` holds 2 x docs x heads x n x 64 floats: with `pack`, k and v are packed into it first, else it holds
  * them from an earlier call on the same k and v. Returns 0; 1 when block_size is not a multiple of LANES (the
  * caller checks it first); 2 when a thread's scratch could not be allocated (the queries it had are not computed).
@@ -141,7 +141,7 @@ static void attend_block(const float* k, const float* v, const int64_t* blocks, 
                                                                                                                 \
   int NAME(const T* q, const T* k, const T* v, float* packed, int pack, const int64_t* query_blocks,            \
            const int64_t* key_blocks, const float* bias, T* out, int64_t docs, int64_t heads, int64_t blocks,   \
-           int64_t block_size, int64_t rows, int64_t width, float scale, int threads) {                         \
+           int64_t block_size, int64_t count, int64_t width, float scale, int threads) {                        \
     if (block_size % LANES != 0) return 1;                                                                      \
     int64_t n = blocks * block_size, row_stride = heads * HEAD_DIM, s = width * block_size;                     \
     const float* packed_values = packed + docs * heads * n * HEAD_DIM;                                          \
@@ -155,21 +155,21 @@ static void attend_block(const float* k, const float* v, const int64_t* blocks, 
       _Pragma("omp for collapse(3) schedule(static)")                                                           \
       for (int64_t doc = 0; doc < docs; ++doc)                                                                  \
         for (int64_t head = 0; head < heads; ++head)                                                            \
-          for (int64_t t = 0; t < rows; ++t) {                                                                  \
+          for (int64_t i = 0; i < count; ++i) {                                                                 \
             if (!scratch) continue;                                                                             \
-            int64_t at = (doc * n + query_blocks[t] * block_size) * row_stride + head * HEAD_DIM;               \
+            int64_t at = (doc * n + query_blocks[i] * block_size) * row_stride + head * HEAD_DIM;               \
             int64_t own = (doc * heads + head) * n * HEAD_DIM;                                                  \
             for (int64_t r = 0; r < block_size; ++r)                                                            \
               for (int feature = 0; feature < HEAD_DIM; ++feature)                                              \
                 scratch[feature * block_size + r] = LOAD_ONE(q + at + r * row_stride + feature) * scale;        \
-            attend_block(packed + own, packed_values + own, key_blocks + t * width,                             \
-                         bias ? bias + (doc * rows + t) * s : 0, scratch, block_size, width);                   \
+            attend_block(packed + own, packed_values + own, key_blocks + i * width,                             \
+                         bias ? bias + (doc * count + i) * s : 0, scratch, block_size, width);                  \
             const float* sums = sums_in(scratch, block_size, s);                                                \
             const float* inverse = sums + block_size * HEAD_DIM;                                                \
             for (int64_t r = 0; r < block_size; ++r)                                                            \
-              for (int t2 = 0; t2 < VALUE_VECTORS; ++t2)                                                        \
-                STORE(out + at + r * row_stride + t2 * LANES,                                                   \
-                      load_float32(sums + r * HEAD_DIM + t2 * LANES) * inverse[r]);                             \
+              for (int t = 0; t < VALUE_VECTORS; ++t)                                                           \
+                STORE(out + at + r * row_stride + t * LANES,                                                    \
+                      load_float32(sums + r * HEAD_DIM + t * LANES) * inverse[r]);                              \
           }                                                                                                     \
       free(scratch);                                                                                            \
     }                                                                                                           \

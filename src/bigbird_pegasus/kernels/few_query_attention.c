@@ -24,6 +24,34 @@
 #define KEYS_AHEAD 512    /* bytes of each feature's keys prefetched ahead */
 #define VALUES_AHEAD 4096 /* bytes of values prefetched ahead */
 
+/* Softmax of each of `rows` rows of s scores in place, unnormalised (e^(x - max)); 1 / the sums into `inverse`. */
+static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = scores + r * s;
+    int64_t vectors = s - s % LANES;
+    float most = row[0];
+    if (vectors) {
+      lanes high = load_float32(row);
+      for (int64_t p = LANES; p < vectors; p += LANES) high = larger(high, load_float32(row + p));
+      most = lane_max(high);
+    }
+    for (int64_t p = vectors; p < s; ++p) most = row[p] > most ? row[p] : most;
+    lanes sums = {0};
+    for (int64_t p = 0; p < vectors; p += LANES) {
+      lanes e = exp_nonpositive(load_float32(row + p) - most);
+      *(lanes*)(row + p) = e;
+      sums += e;
+    }
+    float sum = lane_sum(sums);
+    for (int64_t p = vectors; p < s; ++p) {
+      lanes e = exp_nonpositive((lanes){0} + (row[p] - most));
+      row[p] = e[0];
+      sum += e[0];
+    }
+    inverse[r] = 1.0f / sum;
+  }
+}
+
 #define ATTENTION(NAME, T, LOAD, LOAD_ONE, LINE)                                                               \
   /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s), + bias (s,) when given. */  \
   static void NAME##_scores(const float* q, const T* k, const float* bias, float* scores, int64_t rows,        \

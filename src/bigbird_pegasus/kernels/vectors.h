@@ -1,6 +1,6 @@
 /* The vector types and the math the C kernels share: LANES floats per vector (16 with AVX-512, 8 elsewhere), loads
- * and stores of fp32 and bf16, the larger of two vectors, e^x for x <= 0, a vector's largest value and its sum, a
- * softmax of rows in place. GCC/Clang vector extensions. */
+ * and stores of fp32 and bf16, the larger of two vectors, e^x for x <= 0, a vector's largest value and its sum.
+ * GCC/Clang vector extensions. */
 #ifndef BIGBIRD_PEGASUS_VECTORS_H
 #define BIGBIRD_PEGASUS_VECTORS_H
 #include <stdint.h>
@@ -68,34 +68,6 @@ static inline float lane_sum(lanes a) {
   float sum = 0.0f;
   for (int i = 0; i < LANES; ++i) sum += a[i];
   return sum;
-}
-
-/* Softmax of each of `rows` rows of s scores in place, unnormalised (e^(x - max)); 1 / the sums into `inverse`. */
-static inline void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* row = scores + r * s;
-    int64_t vectors = s - s % LANES;
-    float most = row[0];
-    if (vectors) {
-      lanes high = load_float32(row);
-      for (int64_t p = LANES; p < vectors; p += LANES) high = larger(high, load_float32(row + p));
-      most = lane_max(high);
-    }
-    for (int64_t p = vectors; p < s; ++p) most = row[p] > most ? row[p] : most;
-    lanes sums = {0};
-    for (int64_t p = 0; p < vectors; p += LANES) {
-      lanes e = exp_nonpositive(load_float32(row + p) - most);
-      *(lanes*)(row + p) = e;
-      sums += e;
-    }
-    float sum = lane_sum(sums);
-    for (int64_t p = vectors; p < s; ++p) {
-      lanes e = exp_nonpositive((lanes){0} + (row[p] - most));
-      row[p] = e[0];
-      sum += e[0];
-    }
-    inverse[r] = 1.0f / sum;
-  }
 }
 
 #endif
