@@ -72,14 +72,16 @@ def test_int8_linear_keeps_leading_dimensions_and_is_close_to_the_float_product(
 
 
 @needs_vnni
-@pytest.mark.parametrize("case", ["too many rows", "inner size not a multiple of 64", "float64 input",
-                                  "float weight", "strided weight"])
+@pytest.mark.parametrize("case", ["too many rows", "inner size not a multiple of 64", "no inner size",
+                                  "float64 input", "float weight", "strided weight"])
 def test_serves_int8_linear_refuses_what_the_kernel_does_not_take(case):
     x, weight = torch.randn(5, 64), torch.zeros(8, 64, dtype=torch.int8)
     if case == "too many rows":
         x = torch.randn(kernels.INT8_MAX_ROWS + 1, 64)
     elif case == "inner size not a multiple of 64":
         x, weight = torch.randn(5, 32), torch.zeros(8, 32, dtype=torch.int8)
+    elif case == "no inner size":
+        x, weight = torch.randn(5, 0), torch.zeros(8, 0, dtype=torch.int8)
     elif case == "float64 input":
         x = x.double()
     elif case == "float weight":
@@ -87,3 +89,12 @@ def test_serves_int8_linear_refuses_what_the_kernel_does_not_take(case):
     else:
         weight = torch.zeros(64, 8, dtype=torch.int8).t()
     assert not kernels.serves_int8_linear(x, weight)
+
+
+@needs_vnni
+def test_the_kernel_refuses_an_empty_inner_size_instead_of_reading_past_the_weights():
+    weight, scales, sums = int8_weight(4, 64, torch.Generator().manual_seed(0))
+    x, out = torch.randn(3, 64), torch.empty(3, 4)                                    # k = 0 given, 64 there
+    with pytest.raises(ValueError, match="few_row_int8_linear: refused"):
+        kernels.call("few_row_int8_linear", x.data_ptr(), weight.data_ptr(), scales.data_ptr(), sums.data_ptr(),
+                     None, out.data_ptr(), 3, 4, 0, 1)

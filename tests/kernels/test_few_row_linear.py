@@ -56,8 +56,8 @@ def test_linear_keeps_leading_dimensions_and_reads_strided_rows():
     assert torch.allclose(actual, F.linear(x, weight), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["too many rows", "no rows", "inner size not a multiple of 16", "float64",
-                                  "bfloat16", "strided weight", "gradients"])
+@pytest.mark.parametrize("case", ["too many rows", "no rows", "inner size not a multiple of 16", "no inner size",
+                                  "float64", "bfloat16", "strided weight", "gradients"])
 def test_serves_linear_refuses_what_the_kernel_does_not_take(case):
     x, weight, bias = torch.randn(5, 32), torch.randn(8, 32), torch.randn(8)
     if case == "too many rows":
@@ -66,6 +66,8 @@ def test_serves_linear_refuses_what_the_kernel_does_not_take(case):
         x = torch.randn(0, 32)
     elif case == "inner size not a multiple of 16":
         x, weight = torch.randn(5, 24), torch.randn(8, 24)
+    elif case == "no inner size":
+        x, weight = torch.randn(5, 0), torch.randn(8, 0)
     elif case == "float64":
         x, weight, bias = x.double(), weight.double(), bias.double()
     elif case == "bfloat16":
@@ -75,6 +77,12 @@ def test_serves_linear_refuses_what_the_kernel_does_not_take(case):
     else:
         weight.requires_grad_()
     assert not kernels.serves_linear(x, weight, bias)
+
+
+def test_the_kernel_refuses_an_empty_inner_size_instead_of_reading_past_the_weights():
+    x, weight, out = torch.randn(3, 16), torch.randn(4, 16), torch.empty(3, 4)      # k = 0 given, 16 there
+    with pytest.raises(ValueError, match="few_row_linear: refused"):
+        kernels.call("few_row_linear", x.data_ptr(), weight.data_ptr(), None, out.data_ptr(), 3, 4, 0, 1)
 
 
 def test_the_model_linear_takes_the_kernel_for_a_few_rows_only(monkeypatch):

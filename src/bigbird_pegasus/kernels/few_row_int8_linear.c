@@ -45,11 +45,12 @@ static inline float finish_one(int32_t dot, float x_scale, float w_scale, const 
  * reductions), less the offset, scaled, + bias, 4 lanes at a time: what the products of many rows, bound by
  * arithmetic, spend at the end of each block. The same arithmetic as `finish_one`: the scale and bias in one fused
  * multiply-add written out, so that the compiler's contraction cannot differ between the two (a row's outputs
- * then do not depend on how many rows share its call). */
-static inline void finish_four(const __m512i v[4], float x_scale, const float* w_scale, const int32_t* w_sums,
-                               const float* bias, float* y) {
-  __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
-  __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+ * then do not depend on how many rows share its call). The sums by value, so that they stay in registers (an array
+ * passed by address was spilled to the stack at every block). */
+static inline void finish_four(__m512i a, __m512i b, __m512i c, __m512i d, float x_scale, const float* w_scale,
+                               const int32_t* w_sums, const float* bias, float* y) {
+  __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+  __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
   __m512i four = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd)); /* a b c d x 4 */
   __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(four), _mm512_extracti64x4_epi64(four, 1));
   __m128i dots = _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
@@ -59,29 +60,35 @@ static inline void finish_four(const __m512i v[4], float x_scale, const float* w
                         : _mm_mul_ps(scaled, _mm_loadu_ps(w_scale)));
 }
 
+/* OUT weight rows from `first` on, against all ROWS rows of q; k is a positive multiple of BYTES. With
+ * `prefetch_next`, prefetches the next OUT weight rows as it goes (the first pass over a block; later groups of
+ * rows find it in cache, and prefetching it again only took load slots). Always inlined, and called with a
+ * constant `prefetch_next`: a branch in the loop had the compiler spill sums to the stack. */
 #define BLOCK(ROWS, OUT)                                                                                    \
-  static inline void block_##ROWS##_##OUT(const uint8_t* q, const float* x_scale, const int8_t* w,          \
-                                          const float* w_scale, const int32_t* w_sums, const float* bias,   \
-                                          float* y, int64_t n, int64_t k, int64_t first) {                  \
+  static inline __attribute__((always_inline)) void block_##ROWS##_##OUT(                                   \
+      const uint8_t* q, const float* x_scale, const int8_t* w, const float* w_scale, const int32_t* w_sums, \
+      const float* bias, float* y, int64_t n, int64_t k, int64_t first, int prefetch_next) {                \
     __m512i sums[ROWS][OUT];                                                                                \
     for (int r = 0; r < ROWS; ++r)                                                                          \
       for (int o = 0; o < OUT; ++o) sums[r][o] = _mm512_setzero_si512();                                    \
     const int8_t* weights = w + first * k;                                                                  \
-    for (int64_t i = 0; i < k; i += BYTES) {                                                                \
+    int64_t i = 0;                                                                                          \
+    do { /* not a for loop: with no zero-trip case the compiler keeps the sums in registers */              \
       __m512i weight[OUT];                                                                                  \
       for (int o = 0; o < OUT; ++o) {                                                                       \
         weight[o] = _mm512_loadu_si512(weights + o * k + i);                                                \
-        _mm_prefetch((const char*)(weights + (OUT + o) * k + i), _MM_HINT_T0); /* the next block's line */  \
+        if (prefetch_next) _mm_prefetch((const char*)(weights + (OUT + o) * k + i), _MM_HINT_T0);           \
       }                                                                                                     \
       for (int r = 0; r < ROWS; ++r) {                                                                      \
         __m512i row = _mm512_loadu_si512(q + r * k + i);                                                    \
         for (int o = 0; o < OUT; ++o) sums[r][o] = _mm512_dpbusd_epi32(sums[r][o], row, weight[o]);        \
       }                                                                                                     \
-    }                                                                                                       \
+      i += BYTES;                                                                                           \
+    } while (i < k);                                                                                        \
     for (int r = 0; r < ROWS; ++r) {                                                                        \
       if (OUT == 4) {                                                                                       \
-        finish_four(sums[r], x_scale[r], w_scale + first, w_sums + first, bias ? bias + first : 0,           \
-                    y + r * n + first);                                                                     \
+        finish_four(sums[r][0], sums[r][1 % OUT], sums[r][2 % OUT], sums[r][3 % OUT], x_scale[r],           \
+                    w_scale + first, w_sums + first, bias ? bias + first : 0, y + r * n + first);           \
         continue;                                                                                           \
       }                                                                                                     \
       for (int o = 0; o < OUT; ++o) {                                                                       \
@@ -101,9 +108,9 @@ static inline void finish_four(const __m512i v[4], float x_scale, const float* w
     int64_t blocked = n - n % OUT;                                                                          \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                                     \
     for (int64_t first = 0; first < blocked; first += OUT)                                                  \
-      block_##ROWS##_##OUT(q, x_scale, w, w_scale, w_sums, bias, y, n, k, first);                           \
+      block_##ROWS##_##OUT(q, x_scale, w, w_scale, w_sums, bias, y, n, k, first, 1);                        \
     for (int64_t first = blocked; first < n; ++first)                                                       \
-      block_##ROWS##_1(q, x_scale, w, w_scale, w_sums, bias, y, n, k, first);                               \
+      block_##ROWS##_1(q, x_scale, w, w_scale, w_sums, bias, y, n, k, first, 1);                            \
   }
 
 KERNEL(1, 4)
@@ -118,6 +125,10 @@ KERNEL(8, 3)
 /* More rows (a batch of beams): groups of up to MANY_ROWS rows against each block of 4 weight rows, so that the
  * weights are still read from memory once; the groups after the first find the block in cache. */
 #define MANY_ROWS 5
+/* Rows from `row` on against the block at `first`: the first group prefetches the next block. */
+#define IN_GROUP(ROWS, OUT)                                                                                 \
+  (row == 0 ? block_##ROWS##_##OUT(chunk, scale, w, w_scale, w_sums, bias, out, n, k, first, 1)             \
+            : block_##ROWS##_##OUT(chunk, scale, w, w_scale, w_sums, bias, out, n, k, first, 0))
 #define GROUP(OUT)                                                                                          \
   static inline void group_##OUT(const uint8_t* q, const float* x_scale, const int8_t* w,                  \
                                  const float* w_scale, const int32_t* w_sums, const float* bias, float* y,  \
@@ -127,11 +138,11 @@ KERNEL(8, 3)
       const float* scale = x_scale + row;                                                                   \
       float* out = y + row * n;                                                                             \
       switch (rows - row < MANY_ROWS ? rows - row : MANY_ROWS) {                                            \
-        case 1: block_1_##OUT(chunk, scale, w, w_scale, w_sums, bias, out, n, k, first); break;             \
-        case 2: block_2_##OUT(chunk, scale, w, w_scale, w_sums, bias, out, n, k, first); break;             \
-        case 3: block_3_##OUT(chunk, scale, w, w_scale, w_sums, bias, out, n, k, first); break;             \
-        case 4: block_4_##OUT(chunk, scale, w, w_scale, w_sums, bias, out, n, k, first); break;             \
-        default: block_5_##OUT(chunk, scale, w, w_scale, w_sums, bias, out, n, k, first);                   \
+        case 1: IN_GROUP(1, OUT); break;                                                                    \
+        case 2: IN_GROUP(2, OUT); break;                                                                    \
+        case 3: IN_GROUP(3, OUT); break;                                                                    \
+        case 4: IN_GROUP(4, OUT); break;                                                                    \
+        default: IN_GROUP(5, OUT);                                                                          \
       }                                                                                                     \
     }                                                                                                       \
   }
@@ -148,11 +159,11 @@ static void rows_many(const uint8_t* q, const float* x_scale, const int8_t* w, c
   for (int64_t first = blocked; first < n; ++first) group_1(q, x_scale, w, w_scale, w_sums, bias, y, rows, n, k, first);
 }
 
-/* The entry point: any number of rows, one pass over w. Returns 0, 1 when rows or k are out of range (k a multiple
- * of 64), 3 when out of memory. */
+/* The entry point: any number of rows, one pass over w. Returns 0, 1 when rows or k are out of range (k a positive
+ * multiple of 64), 3 when out of memory. */
 int few_row_int8_linear(const float* x, const int8_t* w, const float* w_scale, const int32_t* w_sums,
                         const float* bias, float* y, int64_t rows, int64_t n, int64_t k, int threads) {
-  if (k % BYTES != 0 || rows < 1) return 1;
+  if (k % BYTES != 0 || k < BYTES || rows < 1) return 1;
   uint8_t* q = malloc((size_t)(rows * k));
   float* x_scale = malloc((size_t)rows * sizeof(float));
   if (!q || !x_scale) { free(q); free(x_scale); return 3; }
