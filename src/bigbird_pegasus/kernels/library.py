@@ -56,7 +56,7 @@ def loaded() -> ctypes.CDLL | None:
     except KernelsUnavailable as error:
         _give_up(str(error), warn=not str(error).startswith("turned off"))
         return None
-    _declare(library)
+    declare(library)
     if (error := _check_linear(library)) is not None:
         _give_up(error, warn=True)
         return None
@@ -93,7 +93,8 @@ def call(name: str, *arguments, refused_when: int | None = None) -> int:
     return status
 
 
-def _declare(library: ctypes.CDLL) -> None:
+def declare(library: ctypes.CDLL) -> None:
+    """The C signatures of the kernels' entry points, set on a loaded `library` (this one's, or another build's)."""
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     library.few_row_linear.argtypes = [pointer] * 4 + [size] * 3 + [ctypes.c_int]
     library.few_row_linear.restype = ctypes.c_int
