@@ -44,7 +44,7 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
     }
     float sum = lane_sum(sums);
     for (int64_t p = vectors; p < s; ++p) {
-      lanes e = exp_nonpositive((lanes){0} + (row[p] - most));
+      lanes e = exp_nonpositive(splat(row[p] - most));
       row[p] = e[0];
       sum += e[0];
     }
@@ -52,7 +52,39 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
   }
 }
 
-#define ATTENTION(NAME, T, LOAD, LOAD_ONE, LINE)                                                               \
+/* `count` x LANES consecutive values as `count` vectors, and sums of them back in order. fp32: in order. bf16 with
+ * 16 lanes (`count` even): 32 values at a time split into their even and odd ones (a shift and a mask, where
+ * widening 16 at a time took a shuffle each), so that the vectors hold values 0 2 .. 30 | 1 3 .. 31 | 32 34 .. 62 |
+ * 33 .. 63 | ...; `in_order` interleaves such pairs back. Each value's arithmetic is the same either way: only the
+ * lane it passes through differs. */
+static inline void float32_tile(const float* p, lanes* v, int count) {
+  for (int j = 0; j < count; ++j) v[j] = load_float32(p + j * LANES);
+}
+static inline void float32_in_order(lanes* v, int count) { (void)v, (void)count; }
+#if LANES == 16
+typedef uint32_t bfloat16_pairs __attribute__((vector_size(64), aligned(2))); /* 32 bf16, unaligned loads allowed */
+static inline void bfloat16_tile(const uint16_t* p, lanes* v, int count) {
+  for (int j = 0; j < count; j += 2) {
+    bfloat16_pairs pairs = *(const bfloat16_pairs*)(p + j * LANES); /* value 2i in the low 16 bits of word i */
+    v[j] = (lanes)(pairs << 16);
+    v[j + 1] = (lanes)(pairs & 0xFFFF0000u);
+  }
+}
+static inline void bfloat16_in_order(lanes* v, int count) {
+  for (int j = 0; j < count; j += 2) {
+    lanes even = v[j], odd = v[j + 1];
+    v[j] = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    v[j + 1] = __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  }
+}
+#else
+static inline void bfloat16_tile(const uint16_t* p, lanes* v, int count) {
+  for (int j = 0; j < count; ++j) v[j] = load_bfloat16(p + j * LANES);
+}
+static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count; }
+#endif
+
+#define ATTENTION(NAME, T, KIND, LINE)                                                                         \
   /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s), + bias (s,) when given. */  \
   static void NAME##_scores(const float* q, const T* k, const float* bias, float* scores, int64_t rows,        \
                             int64_t s, float scale) {                                                          \
@@ -69,23 +101,25 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
           for (int line = 0; line < TILE; line += LINE)                                                        \
             __builtin_prefetch(keys + KEYS_AHEAD / sizeof(T) + line, 0, 3);                                    \
           lanes key[4];                                                                                        \
-          for (int j = 0; j < 4; ++j) key[j] = LOAD(keys + j * LANES);                                         \
+          KIND##_tile(keys, key, 4);                                                                           \
           for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                             \
-            lanes query = (lanes){0} + queries[r][d];                                                          \
+            lanes query = splat(queries[r][d]);                                                                \
             for (int j = 0; j < 4; ++j) sums[r][j] += query * key[j];                                          \
           }                                                                                                    \
         }                                                                                                      \
-        for (int64_t r = 0; r < count; ++r)                                                                    \
+        for (int64_t r = 0; r < count; ++r) {                                                                  \
+          KIND##_in_order(sums[r], 4);                                                                         \
           for (int j = 0; j < 4; ++j) {                                                                        \
             lanes row = sums[r][j];                                                                            \
             if (bias) row += load_float32(bias + p + j * LANES);                                               \
             *(lanes*)(scores + (first + r) * s + p + j * LANES) = row;                                         \
           }                                                                                                    \
+        }                                                                                                      \
       }                                                                                                        \
       for (int64_t p = tiled; p < s; ++p)                                                                      \
         for (int64_t r = 0; r < count; ++r) {                                                                  \
           float sum = 0.0f;                                                                                    \
-          for (int d = 0; d < HEAD_DIM; ++d) sum += queries[r][d] * LOAD_ONE(k + d * s + p);                   \
+          for (int d = 0; d < HEAD_DIM; ++d) sum += queries[r][d] * KIND(k + d * s + p);                       \
           scores[(first + r) * s + p] = sum + (bias ? bias[p] : 0.0f);                                         \
         }                                                                                                      \
     }                                                                                                          \
@@ -103,15 +137,17 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
         for (int line = 0; line < HEAD_DIM; line += LINE)                                                      \
           __builtin_prefetch(value + VALUES_AHEAD / sizeof(T) + line, 0, 3);                                   \
         lanes parts[HEAD_DIM / LANES];                                                                         \
-        for (int j = 0; j < HEAD_DIM / LANES; ++j) parts[j] = LOAD(value + j * LANES);                         \
+        KIND##_tile(value, parts, HEAD_DIM / LANES);                                                           \
         for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                               \
-          lanes weight = (lanes){0} + weights[(first + r) * s + p];                                            \
+          lanes weight = splat(weights[(first + r) * s + p]);                                                  \
           for (int j = 0; j < HEAD_DIM / LANES; ++j) sums[r][j] += weight * parts[j];                          \
         }                                                                                                      \
       }                                                                                                        \
-      for (int64_t r = 0; r < count; ++r)                                                                      \
+      for (int64_t r = 0; r < count; ++r) {                                                                    \
+        KIND##_in_order(sums[r], HEAD_DIM / LANES);                                                            \
         for (int j = 0; j < HEAD_DIM / LANES; ++j)                                                             \
           *(lanes*)(out + (first + r) * HEAD_DIM + j * LANES) = sums[r][j] * inverse[first + r];               \
+      }                                                                                                        \
     }                                                                                                          \
   }                                                                                                            \
                                                                                                                \
@@ -138,8 +174,8 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
     return failed;                                                                                             \
   }
 
-ATTENTION(few_query_attention_float32, float, load_float32, float32, 16)
-ATTENTION(few_query_attention_bfloat16, uint16_t, load_bfloat16, bfloat16, 32)
+ATTENTION(few_query_attention_float32, float, float32, 16)
+ATTENTION(few_query_attention_bfloat16, uint16_t, bfloat16, 32)
 
 /* Whether the two above beat PyTorch's batched products on this build: measured with AVX-512; built for AVX2 (on the
  * same machine) they were 15-50% slower, so they serve only with AVX-512 (they compute the same either way). */

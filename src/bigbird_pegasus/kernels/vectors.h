@@ -16,6 +16,8 @@ typedef uint16_t halves __attribute__((vector_size(2 * LANES), aligned(2)));
 typedef uint32_t unsigned_words __attribute__((vector_size(4 * LANES)));
 
 static inline lanes load_float32(const float* p) { return *(const lanes*)p; }
+/* x in every lane (x + -0 is x exactly, so the compiler broadcasts; x + 0 would be computed first, -0 turned +0). */
+static inline lanes splat(float x) { return x + -(lanes){0}; }
 static inline float float32(const float* p) { return *p; }
 static inline void store_float32(float* p, lanes x) { *(lanes*)p = x; }
 
