@@ -86,7 +86,7 @@ static inline void finish_four(__m512i a, __m512i b, __m512i c, __m512i d, float
       i += BYTES;                                                                                           \
     } while (i < k);                                                                                        \
     for (int r = 0; r < ROWS; ++r) {                                                                        \
-      if (OUT == 4) {                                                                                       \
+      if (OUT == 4) { /* (indices % OUT: in range where OUT < 4, which never comes here) */                \
         finish_four(sums[r][0], sums[r][1 % OUT], sums[r][2 % OUT], sums[r][3 % OUT], x_scale[r],           \
                     w_scale + first, w_sums + first, bias ? bias + first : 0, y + r * n + first);           \
         continue;                                                                                           \

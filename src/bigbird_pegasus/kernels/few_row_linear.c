@@ -71,7 +71,7 @@ static inline quad sum_four(lanes a, lanes b, lanes c, lanes d) {
       i += LANES;                                                                                           \
     } while (i < k);                                                                                        \
     for (int r = 0; r < ROWS; ++r) {                                                                        \
-      if (OUT == 4) {                                                                                       \
+      if (OUT == 4) { /* (indices % OUT: in range where OUT < 4, which never comes here) */                \
         quad total = sum_four(sums[r][0], sums[r][1 % OUT], sums[r][2 % OUT], sums[r][3 % OUT]);            \
         if (bias) total += *(const quad*)(bias + first);                                                    \
         *(quad*)(y + r * n + first) = total;                                                                \
