@@ -1,5 +1,6 @@
 /* The vector types and the math the C kernels share: LANES floats per vector (16 with AVX-512, 8 elsewhere), loads
- * and stores of fp32 and bf16, the larger of two vectors, e^x for x <= 0, a vector's largest value and its sum.
+ * and stores of fp32 and bf16, a float in every lane, the larger of two vectors, e^x for x <= 0, a vector's largest
+ * value and its sum.
  * GCC/Clang vector extensions. */
 #ifndef BIGBIRD_PEGASUS_VECTORS_H
 #define BIGBIRD_PEGASUS_VECTORS_H
