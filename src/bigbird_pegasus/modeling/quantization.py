@@ -20,6 +20,7 @@ from .int8_linear import Int8Linear
 from .layers import DecoderLayer
 from .linear import Linear
 from .model import BigBirdPegasusDecoder, BigBirdPegasusEncoder
+from .replaced_weights import releasing_replaced_weights
 
 
 def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None = torch.bfloat16,
@@ -36,7 +37,8 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
     times slower.
 
     For inference only (no gradients). The tied LM head becomes an int8 copy; the embedding stays fp32 (the
-    encoder gets its own copy in `encoder_dtype`).
+    encoder gets its own copy in `encoder_dtype`). The memory-mapped pages of the fp32 weights it replaces go
+    back to the kernel (`releasing_replaced_weights`).
     """
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise ValueError("int8 dynamic quantization runs on the CPU: move the model there first")
@@ -47,17 +49,20 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
         reduce_cross_attention_cache(model, dtype=cross_attention_dtype)
     kept_float: set[nn.Module] = set()
     if encoder is not None:
-        kept_float = set(_run_encoder_in(encoder, dtype=encoder_dtype).modules())
-        kept_float |= _project_cross_attention_in(model, dtype=encoder_dtype)
-    _decoding_steps_in_int8_kernels(model)
+        with releasing_replaced_weights(model):
+            kept_float = set(_run_encoder_in(encoder, dtype=encoder_dtype).modules())
+            kept_float |= _project_cross_attention_in(model, dtype=encoder_dtype)
+    with releasing_replaced_weights(model):
+        _decoding_steps_in_int8_kernels(model)
     for module in model.modules():
         if isinstance(module, Linear) and module not in kept_float:
             module.__class__ = nn.Linear  # the quantizer converts exact nn.Linear; ours adds no state to it
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), releasing_replaced_weights(model):
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao on every use
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    return model
 
 
 def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
