@@ -5,11 +5,19 @@
     python benchmarks/decode.py --engines ours ours-int8 --profile      # ours alone, with a per-op profile
     python benchmarks/decode.py --engines ours-int8-weights ours-bf16-cache ours-bf16   # quantize_int8's parts; bf16
     python benchmarks/decode.py --docs 4             # 4 documents decoded together
+    python benchmarks/decode.py --engines ours ours-kernels   # our step against its streaming kernels alone
 
 CTranslate2 runs Pegasus, not BigBird-Pegasus (it has no block-sparse encoder), so the decoder of the random
 checkpoint (`benchmarks/out/large-random`, saved by `transformers`) is copied into a
 `transformers.PegasusForConditionalGeneration` of the same decoder shape (a 1-layer encoder: its time cancels),
 saved, and converted with CTranslate2's converter in fp32 and with int8 quantization.
+
+`ours-kernels` reads the bytes of our fp32 step through the package's streaming kernels alone: the few-row product
+over every weight a step reads (the decoder's but its cross-attention key/value projections, which run once per
+document, and the LM head) for the step's rows, and the cross-attention kernel over keys/values of the documents'
+shape. Its process alternates them with our real steps, timed one by one, 4 x `--repeats` times, and reports their
+ratio: what the step spends beyond streaming its bytes (norms, self-attention, beam bookkeeping, Python), measured
+side by side in one process (across processes the machine's swings are larger than that).
 
 Each run is a fresh process that generates `--short` and then `--long` new tokens with beam search
 (`min_length = max_length`, so that every run decodes exactly that many steps), `--repeats` times; the time per
@@ -22,6 +30,8 @@ of a 1 GiB `torch.sum`, measured in a process of its own each round. Nothing is 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -37,8 +47,8 @@ from common import checkpoint_folder, ensure_checkpoint, first_to_go_when_memory
 
 ENGINES = ("ours", "ours-int8", "ctranslate2", "ctranslate2-int8")
 # Ours with one of quantize_int8's two parts only: int8 weights (cross-attention cache in fp32), or fp32 weights
-# with the cross-attention cache in bf16; and ours loaded in bf16 altogether.
-PARTIAL_ENGINES = ("ours-int8-weights", "ours-bf16-cache", "ours-bf16")
+# with the cross-attention cache in bf16; ours loaded in bf16 altogether; our fp32 step's streaming kernels alone.
+PARTIAL_ENGINES = ("ours-int8-weights", "ours-bf16-cache", "ours-bf16", "ours-kernels")
 SOURCE_LENGTH = {"large": 4096, "tiny": 640}
 EOS = 1
 # The issue's setting: beam 5, length penalty 0.8.
@@ -48,7 +58,7 @@ CT2_FOLDER = {"ctranslate2": "ct2-float32", "ctranslate2-int8": "ct2-int8"}
 # Bytes per number each engine reads per step: (weights, cross-attention keys/values). CTranslate2's int8 keeps
 # its activations, so its keys/values, in fp32; `quantize_int8` keeps ours in bf16.
 ITEM_BYTES = {"ours": (4, 4), "ours-int8": (1, 2), "ctranslate2": (4, 4), "ctranslate2-int8": (1, 4),
-              "ours-int8-weights": (1, 4), "ours-bf16-cache": (4, 2), "ours-bf16": (2, 2)}
+              "ours-int8-weights": (1, 4), "ours-bf16-cache": (4, 2), "ours-bf16": (2, 2), "ours-kernels": (4, 4)}
 
 
 def main() -> None:
@@ -158,6 +168,87 @@ def ours_child(args: argparse.Namespace) -> dict:
     if args.profile:
         result["profile"] = profile_steps(generate, new_tokens=args.short)
     return result
+
+
+def kernels_child(args: argparse.Namespace) -> dict:
+    """Our fp32 step against its streaming kernels alone over its bytes (module doc), alternating 4 x repeats times
+    in this process: each time one `generate` of `--long` tokens, its steps timed one by one (from one step's start
+    to the next's: the beam bookkeeping in between included; the median after the first 4), then the median of 5
+    passes of the kernels alone."""
+    import torch
+
+    import bigbird_pegasus
+    from bigbird_pegasus import kernels
+
+    torch.set_num_threads(args.threads)
+    model = bigbird_pegasus.BigBirdPegasusForConditionalGeneration.from_pretrained(args.workdir).eval()
+    decoder, rows = model.get_decoder(), args.docs * BEAMS
+    once_per_document = {id(projection) for layer in decoder.layers
+                         for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)}
+    weights = [module.weight for module in decoder.modules()
+               if isinstance(module, torch.nn.Linear) and id(module) not in once_per_document]
+    weights.append(model.lm_head.weight)
+    seeded = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(rows, weight.shape[1], generator=seeded) for weight in weights]
+    heads, length = decoder.layers[0].encoder_attn.num_heads, SOURCE_LENGTH["tiny" if args.tiny else "large"]
+    head_dim = model.config.d_model // heads
+    queries = torch.randn(args.docs, heads, BEAMS, head_dim, generator=seeded)              # (docs, h, beams, d)
+    keys = [torch.randn(args.docs, heads, head_dim, length, generator=seeded).transpose(-1, -2)  # position-minor
+            for _ in decoder.layers]
+    values = [torch.randn(args.docs, heads, length, head_dim, generator=seeded) for _ in decoder.layers]
+    states = torch.randn(args.docs, length, model.config.d_model, generator=seeded)
+    with torch.inference_mode():  # as the step runs: the kernels take no tensors that need gradients
+        unserved = [f"the {tuple(weight.shape)} weight" for x, weight in zip(inputs, weights)
+                    if not kernels.serves_linear(x, weight, None)][:1]
+        if not all(kernels.serves_attention(queries, k, v, None) for k, v in zip(keys, values)):
+            unserved.append(f"the cross-attention (head size {head_dim}; the kernel takes "
+                            f"{kernels.ATTENTION_HEAD_DIM})")
+    if unserved:
+        reason = kernels.unavailable_reason(attention=True)
+        raise SystemExit(f"ours-kernels: the package's kernels do not take {' or '.join(unserved)} here"
+                         + (f" ({reason})" if reason else ""))
+
+    def kernels_alone() -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for x, weight in zip(inputs, weights):
+                kernels.linear(x, weight)
+            for k, v in zip(keys, values):
+                kernels.attention(queries, k, v)
+        return time.perf_counter() - started
+
+    def one_step_at_a_time() -> float:
+        with steps_timed() as starts, torch.inference_mode():
+            model.generate(encoder_outputs=(states,), num_beams=BEAMS, length_penalty=LENGTH_PENALTY,
+                           max_new_tokens=args.long, min_new_tokens=args.long)
+        return statistics.median(later - earlier for earlier, later in itertools.pairwise(starts[4:]))
+
+    one_step_at_a_time(), kernels_alone()
+    pairs = [(one_step_at_a_time(), statistics.median(kernels_alone() for _ in range(5)))
+             for _ in range(4 * args.repeats)]
+    return {"engine": args.child, "threads": torch.get_num_threads(),
+            "step_s": statistics.median(alone for _, alone in pairs),
+            "step_in_process_s": statistics.median(step for step, _ in pairs),
+            "step_over_kernels": [step / alone for step, alone in pairs]}
+
+
+@contextlib.contextmanager
+def steps_timed():
+    """The start time of every decoding step (`CachedDecoder.decode_one_token`) within the block, in a list."""
+    from bigbird_pegasus.generation import decoding
+
+    starts: list[float] = []
+    original = decoding.CachedDecoder.decode_one_token
+
+    def timed(self, tokens):
+        starts.append(time.perf_counter())
+        return original(self, tokens)
+
+    decoding.CachedDecoder.decode_one_token = timed
+    try:
+        yield starts
+    finally:
+        decoding.CachedDecoder.decode_one_token = original
 
 
 def profile_steps(generate, *, new_tokens: int) -> list[dict]:
@@ -279,7 +370,8 @@ def ctranslate2_converter(folder: str, *, vocab_size: int):
 
 
 CHILDREN = {"ours": ours_child, "ours-int8": ours_child, "ours-int8-weights": ours_child,
-            "ours-bf16-cache": ours_child, "ours-bf16": ours_child, "ctranslate2": ctranslate2_child,
+            "ours-bf16-cache": ours_child, "ours-bf16": ours_child, "ours-kernels": kernels_child,
+            "ctranslate2": ctranslate2_child,
             "ctranslate2-int8": ctranslate2_child, "bandwidth": bandwidth_child, "convert": convert_child}
 CHILDREN_NAMES = tuple(CHILDREN)
 
@@ -295,7 +387,7 @@ def step_bytes(config: dict, *, engine: str, source_length: int, docs: int, posi
     parts = {"decoder weights": layers * (6 * d * d + 2 * d * ffn) * weight,
              "LM head": config["vocab_size"] * d * weight,
              "cross-attention keys/values": 2 * layers * docs * source_length * d * key_value,
-             "self-attention cache": 2 * layers * docs * BEAMS * position * d * 4}
+             "self-attention cache": 0 if engine == "ours-kernels" else 2 * layers * docs * BEAMS * position * d * 4}
     return {**parts, "total": sum(parts.values())}
 
 
@@ -333,6 +425,14 @@ def report_lines(result: dict) -> list[str]:
         cells = [ratio(steps.get("ctranslate2"), seconds), ratio(steps.get("ctranslate2-int8"), seconds),
                  f"{result['step_bytes'][engine]['total'] / 1e9:.2f}", f"{floor:.3f}", f"{seconds / floor:.2f}x"]
         lines.append(f"| {engine} | {seconds:.4f} | " + " | ".join(cells) + " |")
+    for run in result["runs"].get("ours-kernels", []):
+        if "step_over_kernels" in run:
+            ratios = run["step_over_kernels"]
+            each = ", ".join(f"{r:.2f}" for r in ratios)
+            lines += ["", (f"ours-kernels: our step {run['step_in_process_s']:.4f} s (the beam bookkeeping after it "
+                           f"included) over its streaming kernels alone {run['step_s']:.4f} s, alternating in one "
+                           f"process: median {statistics.median(ratios):.3f}x ({each}): what the step spends beyond "
+                           "reading its bytes (norms, self-attention, beam bookkeeping, Python)")]
     lines += ["", "vs CTranslate2: its step time over the engine's (above 1: the engine is faster). Step bytes (GB):"]
     for engine, parts in result["step_bytes"].items():
         lines.append(f"- {engine}: " + ", ".join(f"{name} {value / 1e9:.3f}" for name, value in parts.items()))
