@@ -25,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 from ..config import BigBirdPegasusConfig
 from .files import BASE_MODEL_PREFIX, WEIGHT_FILES, listing, tied_groups
 from .hub import describe, resolve_file
+from .mapped_pages import file_mappings, hand_back
 
 logger = logging.getLogger("bigbird_pegasus")
 
@@ -186,11 +187,16 @@ def _stored_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
 
 
 def _cast(state: dict[str, torch.Tensor], *, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Floating tensors in `dtype`; a tensor stored under several (tied) names is cast once."""
+    """Floating tensors in `dtype`; a tensor stored under several (tied) names is cast once. The memory-mapped
+    pages of a tensor that was cast leave the process as soon as its copy is made (`mapped_pages`), so that a
+    checkpoint loaded in another dtype does not peak at both copies."""
     cast: dict[int, torch.Tensor] = {}
+    mapped = file_mappings()
     for tensor in state.values():
         if id(tensor) not in cast:
             cast[id(tensor)] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+            if cast[id(tensor)] is not tensor:
+                hand_back([tensor], mapped=mapped)
     return {name: cast[id(tensor)] for name, tensor in state.items()}
 
 

@@ -37,8 +37,8 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
     times slower.
 
     For inference only (no gradients). The tied LM head becomes an int8 copy; the embedding stays fp32 (the
-    encoder gets its own copy in `encoder_dtype`). The memory-mapped pages of the fp32 weights it replaces go
-    back to the kernel (`releasing_replaced_weights`).
+    encoder gets its own copy in `encoder_dtype`). The memory-mapped pages of the fp32 weights it replaces are
+    dropped from the process (`releasing_replaced_weights`).
     """
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise ValueError("int8 dynamic quantization runs on the CPU: move the model there first")
