@@ -32,7 +32,8 @@ def hand_back(tensors: Iterable[torch.Tensor], *, mapped: list[tuple[int, int]] 
     bytes. `mapped`: `file_mappings()`, read once for many calls (default: read now)."""
     mapped = file_mappings() if mapped is None else mapped
     for tensor in tensors:
-        _drop(_whole_pages(storage_span(tensor)), mapped)
+        if tensor.device.type == "cpu":  # another device's addresses are no pages of this process
+            _drop(_whole_pages(storage_span(tensor)), mapped)
 
 
 def storage_span(tensor: torch.Tensor) -> tuple[int, int]:
