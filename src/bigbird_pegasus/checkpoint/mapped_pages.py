@@ -16,7 +16,6 @@ import bisect
 import ctypes
 import functools
 import os
-import struct
 import sys
 from collections.abc import Iterable
 
@@ -24,7 +23,7 @@ import torch
 
 MADV_DONTNEED = 4  # <sys/mman.h> on Linux
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-FILE_PAGE = 1 << 61  # a /proc/self/pagemap entry's bit: the page is the file's (or shared), not a private copy
+FILE_PAGE_BIT = 61  # of a /proc/self/pagemap entry: the page is the file's (or shared), not a private copy
 
 
 def hand_back(tensors: Iterable[torch.Tensor], *, mapped: list[tuple[int, int]] | None = None) -> None:
@@ -83,18 +82,16 @@ def _runs_of_file_pages(start: int, end: int) -> list[tuple[int, int]]:
     try:
         with open("/proc/self/pagemap", "rb") as pagemap:
             pagemap.seek(start // PAGE * 8)
-            entries = struct.unpack(f"{count}Q", pagemap.read(8 * count))
-    except (OSError, struct.error):
+            entries = pagemap.read(8 * count)
+    except OSError:
         return []
-    runs: list[tuple[int, int]] = []
-    for index, entry in enumerate(entries):
-        if entry & FILE_PAGE:
-            address = start + index * PAGE
-            if runs and runs[-1][1] == address:
-                runs[-1] = (runs[-1][0], address + PAGE)
-            else:
-                runs.append((address, address + PAGE))
-    return runs
+    if len(entries) != 8 * count:
+        return []
+    is_file_page = (torch.frombuffer(bytearray(entries), dtype=torch.int64) >> FILE_PAGE_BIT) & 1  # (count,)
+    edges = torch.diff(is_file_page, prepend=torch.zeros(1, dtype=torch.int64),
+                       append=torch.zeros(1, dtype=torch.int64))                              # (count + 1,)
+    firsts, ends = (edges == 1).nonzero().flatten(), (edges == -1).nonzero().flatten()  # page indices
+    return [(start + first * PAGE, start + last * PAGE) for first, last in zip(firsts.tolist(), ends.tolist())]
 
 
 def _madvise(address: int, length: int) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import kernels
 from .int8_linear import Int8Linear
-from .layers import DecoderLayer
+from .layers import DecoderLayer, EncoderLayer
 from .linear import Linear
 from .model import BigBirdPegasusDecoder, BigBirdPegasusEncoder
 from .replaced_weights import releasing_replaced_weights
@@ -49,19 +49,24 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
         reduce_cross_attention_cache(model, dtype=cross_attention_dtype)
     kept_float: set[nn.Module] = set()
     if encoder is not None:
+        for layer in encoder.layers:  # a layer at a time first, so that each one's fp32 pages leave as it is cast
+            with releasing_replaced_weights(model, part=layer):
+                layer.to(encoder_dtype)
         with releasing_replaced_weights(model):
             kept_float = set(_run_encoder_in(encoder, dtype=encoder_dtype).modules())
             kept_float |= _project_cross_attention_in(model, dtype=encoder_dtype)
-    with releasing_replaced_weights(model):
-        _decoding_steps_in_int8_kernels(model)
+    _decoding_steps_in_int8_kernels(model)
     for module in model.modules():
         if isinstance(module, Linear) and module not in kept_float:
             module.__class__ = nn.Linear  # the quantizer converts exact nn.Linear; ours adds no state to it
-    with warnings.catch_warnings(), releasing_replaced_weights(model):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao on every use
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))]
+        for part in (*layers, model):  # a layer at a time, so that each one's fp32 pages leave as it is converted
+            with releasing_replaced_weights(model, part=part):
+                quantize_dynamic(part, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
     return model
 
 
@@ -76,11 +81,14 @@ def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
     once_per_document = {id(projection) for layer in layers
                          for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)}
     decoders = [module for module in model.modules() if isinstance(module, BigBirdPegasusDecoder)]
-    owners = [(model, "lm_head")] + [(owner, name) for decoder in decoders for owner in decoder.modules()
-                                     for name, child in owner.named_children()
-                                     if isinstance(child, Linear) and id(child) not in once_per_document]
-    for owner, name in owners:
-        setattr(owner, name, Int8Linear.from_float(getattr(owner, name)))
+    with releasing_replaced_weights(model, part=model.lm_head):
+        model.lm_head = Int8Linear.from_float(model.lm_head)
+    for part in (*layers, *decoders):  # a layer at a time, so that its fp32 pages leave as it is converted
+        with releasing_replaced_weights(model, part=part):
+            for owner in list(part.modules()):
+                for name, child in list(owner.named_children()):
+                    if isinstance(child, Linear) and id(child) not in once_per_document:
+                        setattr(owner, name, Int8Linear.from_float(child))
 
 
 def reduce_cross_attention_cache(model: nn.Module, *, dtype: torch.dtype = torch.bfloat16) -> nn.Module:

@@ -18,10 +18,11 @@ from ..checkpoint.mapped_pages import hand_back, storage_span
 
 
 @contextmanager
-def releasing_replaced_weights(model: nn.Module) -> Iterator[None]:
-    """Within the block, convert `model`'s weights freely; on leaving it, the file-mapped pages of the tensors
-    `model` held on entry and holds no more are dropped from the process (`mapped_pages.hand_back`)."""
-    held = {storage_span(t): t.detach() for t in _tensors(model)}  # each storage (and its pages) alive to the end
+def releasing_replaced_weights(model: nn.Module, *, part: nn.Module | None = None) -> Iterator[None]:
+    """Within the block, convert `model`'s weights (or those of its submodule `part`) freely; on leaving it, the
+    file-mapped pages of the tensors `part` (default: `model`) held on entry and `model` holds no more are dropped
+    from the process (`mapped_pages.hand_back`)."""
+    held = {storage_span(t): t.detach() for t in _tensors(model if part is None else part)}  # alive to the end
     yield
     kept = [storage_span(t) for t in _tensors(model)]
     replaced = [tensor for span, tensor in held.items() if not _overlaps(span, kept)]
