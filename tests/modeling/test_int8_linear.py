@@ -34,6 +34,15 @@ def test_from_float_quantizes_each_output_row_within_half_a_step():
     assert torch.equal(int8.bias, layer.bias.detach())
 
 
+def test_from_float_sums_rows_exactly_past_what_fp32_holds():
+    layer = nn.Linear(132112, 1, bias=False)                    # 127 x 132112 > 2^24: past fp32's exact integers
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        layer.weight[0, 0] = 126 / 127                           # an odd sum: fp32 would round it
+    int8 = Int8Linear.from_float(layer)
+    assert int(int8.weight_sums[0]) == 126 + 127 * 132111
+
+
 @needs_vnni
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # the oracle: PyTorch's int8 Linear
 def test_few_rows_take_the_kernel_and_many_rows_pytorchs_int8_product(monkeypatch):

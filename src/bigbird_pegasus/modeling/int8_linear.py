@@ -19,12 +19,15 @@ class Int8Linear(nn.Module):
     PyTorch's int8 dynamic product (fbgemm; the input quantized per tensor), faster there, over a packed copy of
     the weights made on the first such call. Inference only."""
 
-    def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+    def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, *,
+                 weight_sums: torch.Tensor | None = None) -> None:
+        """weight (out, in) int8, weight_scale (out,) fp32, bias (out,) or None; weight_sums (out,) int32, the
+        rows' sums, when the caller has them (default: summed here)."""
         super().__init__()
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.register_buffer("weight", weight.contiguous())
         self.register_buffer("weight_scale", weight_scale.contiguous())
-        self.register_buffer("weight_sums", weight.sum(1, dtype=torch.int32))
+        self.register_buffer("weight_sums", weight.sum(1, dtype=torch.int32) if weight_sums is None else weight_sums)
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
         self._packed_for_many_rows = None
 
@@ -32,10 +35,12 @@ class Int8Linear(nn.Module):
     def from_float(cls, linear: nn.Linear) -> Int8Linear:
         """The int8 counterpart of `linear` (its weight quantized per output channel; a copy, the original kept)."""
         weight = linear.weight.detach().float()
-        largest = weight.abs().amax(1)                                                 # (out,)
+        largest = torch.maximum(-weight.amin(1), weight.amax(1))                       # (out,) max |w|, no copy
         scale = torch.where(largest > 0, largest / 127, 1.0)
-        quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)  # (out, in)
-        return cls(quantized, scale, linear.bias)
+        steps = (weight / scale[:, None]).round_().clamp_(-127, 127)                   # (out, in): one temporary
+        # The rows' sums in fp32 are exact while they stay below 2^24 (int8 sums run ~10x slower)
+        sums = steps.sum(1).to(torch.int32) if 127 * weight.shape[1] < 2**24 else None
+        return cls(steps.to(torch.int8), scale, linear.bias, weight_sums=sums)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling() and kernels.serves_int8_linear(x, self.weight):

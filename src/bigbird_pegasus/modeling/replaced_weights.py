@@ -8,7 +8,8 @@ takes 0.7 GB. `releasing_replaced_weights` drops their pages from the process wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -24,7 +25,7 @@ def releasing_replaced_weights(model: nn.Module, *, part: nn.Module | None = Non
     from the process (`mapped_pages.hand_back`)."""
     held = {storage_span(t): t.detach() for t in _tensors(model if part is None else part)}  # alive to the end
     yield
-    kept = [storage_span(t) for t in _tensors(model)]
+    kept = _union(storage_span(t) for t in _tensors(model))
     replaced = [tensor for span, tensor in held.items() if not _overlaps(span, kept)]
     hand_back(replaced)
 
@@ -33,5 +34,18 @@ def _tensors(model: nn.Module) -> list[torch.Tensor]:
     return [t for t in (*model.parameters(), *model.buffers()) if t.device.type == "cpu" and t.numel()]
 
 
-def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
-    return any(start < span[1] and span[0] < end for start, end in spans)
+def _union(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans [start, end) merged into disjoint ones, in order."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _overlaps(span: tuple[int, int], disjoint: list[tuple[int, int]]) -> bool:
+    """Whether span meets any of the disjoint spans (in order)."""
+    index = bisect.bisect_right(disjoint, (span[1],)) - 1  # the last one starting before span's end
+    return index >= 0 and disjoint[index][1] > span[0]
