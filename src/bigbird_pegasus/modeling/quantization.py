@@ -63,7 +63,8 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao on every use
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))]
+        layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))
+                  and any(type(child) is nn.Linear for child in module.modules())]  # those left to convert
         for part in (*layers, model):  # a layer at a time, so that each one's fp32 pages leave as it is converted
             with releasing_replaced_weights(model, part=part):
                 quantize_dynamic(part, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
@@ -119,7 +120,9 @@ def _run_encoder_in(encoder: BigBirdPegasusEncoder, *, dtype: torch.dtype) -> Bi
     """Cast `encoder` to `dtype` (in place), on a copy of its token table (the decoder may share it); its
     inputs_embeds are cast to `dtype` and its outputs back to fp32 (forward hooks), so that the rest of the model
     is unchanged. Returns the encoder."""
-    encoder.embed_tokens = copy.deepcopy(encoder.embed_tokens)  # the decoder keeps the shared fp32 table
+    table = encoder.embed_tokens.weight  # the decoder keeps the shared fp32 table; the encoder's copy is cast at once
+    in_dtype = nn.Parameter(table.detach().to(dtype), requires_grad=table.requires_grad)
+    encoder.embed_tokens = copy.deepcopy(encoder.embed_tokens, memo={id(table): in_dtype})
     encoder.to(dtype)
     encoder.register_forward_pre_hook(_inputs_in(dtype), with_kwargs=True)
     encoder.register_forward_hook(_outputs_in(torch.float32))
