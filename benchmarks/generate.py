@@ -3,8 +3,8 @@
 Each run is a fresh Python process (loading, then `generate`), ours and the reference alternating, `--repeats`
 times. Reported per run: load time, `quantize_int8`'s time (the int8 rows: once per process, before the first
 document; in the end-to-end time), generate time, peak RSS of the whole process and peak RSS during `generate`
-alone (quantize_int8 included), and whether the tokens equal the reference's. Prints a markdown table and writes JSON to `--out`.
-Nothing is asserted: this measures.
+alone (quantize_int8 included), and whether the tokens equal the reference's. Prints a markdown table and writes
+JSON to `--out`. Nothing is asserted: this measures.
 
     python benchmarks/generate.py                 # large config, 4096 tokens, beam 5, 64 new tokens
     python benchmarks/generate.py --tiny          # smoke run on a tiny config
