@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -74,6 +76,28 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+@contextlib.contextmanager
+def decoding_steps_timed():
+    """(start, end) perf_counter times of every decoding step (`CachedDecoder.decode_one_token`) run within the
+    block, in a list."""
+    from bigbird_pegasus.generation import decoding
+
+    steps: list[tuple[float, float]] = []
+    original = decoding.CachedDecoder.decode_one_token
+
+    def timed(*arguments, **options):
+        start = time.perf_counter()
+        result = original(*arguments, **options)
+        steps.append((start, time.perf_counter()))
+        return result
+
+    decoding.CachedDecoder.decode_one_token = timed
+    try:
+        yield steps
+    finally:
+        decoding.CachedDecoder.decode_one_token = original
 
 
 def run_worker(library: str, task: str, checkpoint: str, **options) -> dict:

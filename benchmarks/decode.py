@@ -30,7 +30,6 @@ of a 1 GiB `torch.sum`, measured in a process of its own each round. Nothing is 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -43,7 +42,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import checkpoint_folder, ensure_checkpoint, first_to_go_when_memory_runs_out  # noqa: E402
+from common import (checkpoint_folder, decoding_steps_timed, ensure_checkpoint,  # noqa: E402
+                    first_to_go_when_memory_runs_out)
 
 ENGINES = ("ours", "ours-int8", "ctranslate2", "ctranslate2-int8")
 # Ours with one of quantize_int8's two parts only: int8 weights (cross-attention cache in fp32), or fp32 weights
@@ -218,10 +218,11 @@ def kernels_child(args: argparse.Namespace) -> dict:
         return time.perf_counter() - started
 
     def one_step_at_a_time() -> float:
-        with steps_timed() as starts, torch.inference_mode():
+        with decoding_steps_timed() as steps, torch.inference_mode():
             model.generate(encoder_outputs=(states,), num_beams=BEAMS, length_penalty=LENGTH_PENALTY,
                            max_new_tokens=args.long, min_new_tokens=args.long)
-        return statistics.median(later - earlier for earlier, later in itertools.pairwise(starts[4:]))
+        starts = [start for start, _ in steps[4:]]
+        return statistics.median(later - earlier for earlier, later in itertools.pairwise(starts))
 
     one_step_at_a_time(), kernels_alone()
     pairs = [(one_step_at_a_time(), statistics.median(kernels_alone() for _ in range(5)))
@@ -230,25 +231,6 @@ def kernels_child(args: argparse.Namespace) -> dict:
             "step_s": statistics.median(alone for _, alone in pairs),
             "step_in_process_s": statistics.median(step for step, _ in pairs),
             "step_over_kernels": [step / alone for step, alone in pairs]}
-
-
-@contextlib.contextmanager
-def steps_timed():
-    """The start time of every decoding step (`CachedDecoder.decode_one_token`) within the block, in a list."""
-    from bigbird_pegasus.generation import decoding
-
-    starts: list[float] = []
-    original = decoding.CachedDecoder.decode_one_token
-
-    def timed(self, tokens):
-        starts.append(time.perf_counter())
-        return original(self, tokens)
-
-    decoding.CachedDecoder.decode_one_token = timed
-    try:
-        yield starts
-    finally:
-        decoding.CachedDecoder.decode_one_token = original
 
 
 def profile_steps(generate, *, new_tokens: int) -> list[dict]:

@@ -23,17 +23,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import checkpoint_folder, ensure_checkpoint  # noqa: E402
+from common import checkpoint_folder, decoding_steps_timed, ensure_checkpoint  # noqa: E402
 
 import torch  # noqa: E402
 
 import bigbird_pegasus  # noqa: E402
-from bigbird_pegasus.generation import decoding  # noqa: E402
 from bigbird_pegasus.kernels import build, library  # noqa: E402
 
 KERNELS = "src/bigbird_pegasus/kernels"
@@ -63,27 +61,16 @@ def main() -> None:
     states = torch.randn(args.docs, source, model.config.d_model,
                          generator=torch.Generator().manual_seed(0))  # (docs, source, d_model)
 
-    steps: list[float] = []
-    decode_one_token = decoding.CachedDecoder.decode_one_token
-
-    def timed_step(*arguments, **options):
-        start = time.perf_counter()
-        result = decode_one_token(*arguments, **options)
-        steps.append(time.perf_counter() - start)
-        return result
-
-    decoding.CachedDecoder.decode_one_token = timed_step
     medians = {name: [] for name in libraries}
     tokens = {}
     for round_index in range(args.rounds):
         order = list(libraries) if round_index % 2 == 0 else list(libraries)[::-1]
         for name in order:
             library.loaded = lambda chosen=libraries[name]: chosen  # what every kernel call goes through
-            steps.clear()
-            with torch.inference_mode():
+            with decoding_steps_timed() as steps, torch.inference_mode():
                 tokens[name] = model.generate(encoder_outputs=(states,), num_beams=5, length_penalty=0.8,
                                               max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
-            medians[name].append(statistics.median(steps[1:]))
+            medians[name].append(statistics.median(end - start for start, end in steps[1:]))
     report(args, medians, same_tokens=torch.equal(*tokens.values()))
 
 
