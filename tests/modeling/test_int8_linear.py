@@ -1,11 +1,15 @@
-"""Int8Linear (the int8 layers of a decoding step) and where quantize_int8 puts them."""
+"""Int8Linear (int8 weights, each input row quantized with its own scale) and where quantize_int8 puts it."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.cpu import needs_vnni
+from helpers.cpu import HAS_ANY_VNNI, needs_any_vnni, needs_vnni
 from torch import nn
 
 from bigbird_pegasus import (
@@ -16,7 +20,10 @@ from bigbird_pegasus import (
     quantize_int8,
 )
 from bigbird_pegasus.kernels import library
+from bigbird_pegasus.modeling import int8_linear, int8_matmul, quantization
 from bigbird_pegasus.modeling.int8_linear import Int8Linear
+from bigbird_pegasus.modeling.int8_matmul import exact_int8_products
+from bigbird_pegasus.modeling.linear import Linear
 
 
 def float_layer(in_features: int = 128, out_features: int = 96) -> nn.Linear:
@@ -43,27 +50,75 @@ def test_from_float_sums_rows_exactly_past_what_fp32_holds():
     assert int(int8.weight_sums[0]) == 126 + 127 * 132111
 
 
+@needs_any_vnni
+def test_many_rows_are_quantized_a_row_at_a_time_as_the_kernel_quantizes_them():
+    layer = float_layer()
+    int8 = Int8Linear.from_float(layer)
+    many = torch.randn(2, kernels.INT8_MAX_ROWS, 128)                    # more rows than the kernel takes
+    many[0, 0] *= 50                                                     # one row far larger than the others
+    with torch.no_grad():
+        out = int8(many)
+        expected = library.quantized_product(many.reshape(-1, 128), int8.weight, scales=int8.weight_scale,
+                                             bias=int8.bias).reshape(out.shape)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        others = many.clone()
+        others[1] *= 10                                                  # the other rows change: row 0 does not
+        assert torch.equal(int8(others)[0], out[0])
+        assert (out - F.linear(many, layer.weight, layer.bias)).abs().max() < 0.02 * out.abs().max()
+
+
+@needs_any_vnni
+def test_many_rows_give_the_same_results_whatever_the_chunks(monkeypatch):
+    int8 = Int8Linear.from_float(float_layer())
+    many = torch.randn(100, 128)
+    with torch.no_grad():
+        whole = int8(many)
+        monkeypatch.setattr(int8_matmul, "CHUNK_BYTES", 4 * 96 * 7)      # 7 rows a chunk, the last one 2
+        assert torch.equal(int8(many), whole)
+
+
 @needs_vnni
-@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # the oracle: PyTorch's int8 Linear
-def test_few_rows_take_the_kernel_and_many_rows_pytorchs_int8_product(monkeypatch):
+def test_few_rows_take_the_kernel_with_the_many_rows_numbers(monkeypatch):
     calls = []
     kernel = kernels.int8_linear
     monkeypatch.setattr(kernels, "int8_linear", lambda *a, **k: calls.append(a) or kernel(*a, **k))
+    int8 = Int8Linear.from_float(float_layer())
+    many = torch.randn(kernels.INT8_MAX_ROWS + 5, 128)
+    with torch.no_grad():
+        few = int8(many[:5])
+        assert len(calls) == 1
+        torch.testing.assert_close(few, int8(many)[:5], rtol=1e-6, atol=1e-6)
+    assert len(calls) == 1
+
+
+def test_pytorchs_int8_product_is_found_inexact_where_it_saturates():
+    """Limited to AVX2 (no VNNI), oneDNN's int8 product sums byte pairs in int16 and saturates: the check says so,
+    in a process of its own (oneDNN reads the limit once)."""
+    script = ("import torch\n"
+              "from bigbird_pegasus.modeling.int8_matmul import exact_int8_products\n"
+              "x = torch.full((32, 128), 127, dtype=torch.int8)\n"
+              "saturated = not torch.equal(torch._int_mm(x, x.t()).long(), x.long() @ x.long().t())\n"
+              "print(saturated, exact_int8_products())\n")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
+    assert exact_int8_products() == HAS_ANY_VNNI                         # this process: the CPU's own ISA
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # the oracle: PyTorch's int8 Linear
+def test_many_rows_take_pytorchs_int8_dynamic_product_where_the_int8_product_is_not_exact(monkeypatch):
+    monkeypatch.setattr(int8_linear, "exact_int8_products", lambda: False)
     layer = float_layer()
     int8 = Int8Linear.from_float(layer)
+    many = torch.randn(2, kernels.INT8_MAX_ROWS, 128)
     with torch.no_grad():
-        few = torch.randn(1, 5, 128)
-        expected = F.linear(few, layer.weight, layer.bias)
-        assert (int8(few) - expected).abs().max() < 0.02 * expected.abs().max()
-        assert len(calls) == 1
-        many = torch.randn(2, kernels.INT8_MAX_ROWS, 128)
         pytorchs = torch.ao.nn.quantized.dynamic.Linear(128, 96)
         zero_points = torch.zeros(96, dtype=torch.long)
         pytorchs.set_weight_bias(torch._make_per_channel_quantized_tensor(
             int8.weight, int8.weight_scale.double(), zero_points, 0), layer.bias.detach())
         assert torch.equal(int8(many), pytorchs(many))
         assert torch.equal(int8(many), pytorchs(many))  # the packed copy, made once, reused
-    assert len(calls) == 1
 
 
 def generation_config() -> BigBirdPegasusConfig:
@@ -72,8 +127,37 @@ def generation_config() -> BigBirdPegasusConfig:
                                 decoder_ffn_dim=128, max_position_embeddings=128, attention_type="original_full")
 
 
+@needs_any_vnni
+def test_quantize_int8_puts_every_linear_layer_in_int8linear_where_the_int8_product_is_exact():
+    torch.manual_seed(0)
+    model = BigBirdPegasusForConditionalGeneration(generation_config()).eval()
+    quantize_int8(model)
+    assert isinstance(model.lm_head, Int8Linear)
+    assert not any(type(m) in (nn.Linear, Linear) or isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
+                   for m in model.modules())
+    assert isinstance(model.model.encoder.layers[0].fc1, Int8Linear)
+    assert isinstance(model.model.decoder.layers[0].encoder_attn.k_proj, Int8Linear)
+    ids = torch.randint(2, 96, (1, 40))
+    with torch.inference_mode():
+        summary = model.generate(ids, num_beams=3, max_new_tokens=6, min_new_tokens=6)
+    assert summary.shape == (1, 7)
+    classifier = quantize_int8(BigBirdPegasusForSequenceClassification(generation_config()).eval())
+    assert isinstance(classifier.classification_head.dense, Int8Linear)
+
+
+def test_quantize_int8_leaves_the_bf16_encoder_and_its_projections_in_float():
+    torch.manual_seed(0)
+    model = quantize_int8(BigBirdPegasusForConditionalGeneration(generation_config()).eval(),
+                          encoder_dtype=torch.bfloat16)
+    assert model.model.encoder.layers[0].fc1.weight.dtype == torch.bfloat16
+    assert model.model.decoder.layers[0].encoder_attn.k_proj.weight.dtype == torch.bfloat16
+    assert type(model.model.decoder.layers[0].fc1) is not Linear
+
+
 @needs_vnni
-def test_quantize_int8_puts_the_decoding_steps_layers_in_the_kernel():
+def test_quantize_int8_puts_the_decoding_steps_layers_in_the_kernel_where_the_int8_product_is_not_exact(
+        monkeypatch):
+    monkeypatch.setattr(quantization, "exact_int8_products", lambda: False)
     torch.manual_seed(0)
     model = BigBirdPegasusForConditionalGeneration(generation_config()).eval()
     quantize_int8(model)
@@ -85,13 +169,10 @@ def test_quantize_int8_puts_the_decoding_steps_layers_in_the_kernel():
         for name in ("encoder_attn.k_proj", "encoder_attn.v_proj"):   # once per document: PyTorch's int8
             assert isinstance(layer.get_submodule(name), torch.ao.nn.quantized.dynamic.Linear), name
     assert not any(isinstance(m, Int8Linear) for m in model.model.encoder.modules())
-    ids = torch.randint(2, 96, (1, 40))
-    with torch.inference_mode():
-        summary = model.generate(ids, num_beams=3, max_new_tokens=6, min_new_tokens=6)
-    assert summary.shape == (1, 7)
 
 
-def test_quantize_int8_keeps_pytorchs_layers_without_the_int8_kernel_or_an_lm_head(monkeypatch):
+def test_quantize_int8_keeps_pytorchs_layers_without_an_exact_int8_product_nor_the_kernel(monkeypatch):
+    monkeypatch.setattr(quantization, "exact_int8_products", lambda: False)
     torch.manual_seed(0)
     classifier = quantize_int8(BigBirdPegasusForSequenceClassification(generation_config()).eval())
     assert not any(isinstance(m, Int8Linear) for m in classifier.modules())

@@ -80,10 +80,16 @@ def resolve_cross_attention_cache(value: str | CrossAttentionCache, *,
         choices = ", ".join(repr(choice.value) for choice in CrossAttentionCache)
         raise ValueError(f"cross_attention_cache={value!r}: must be one of {choices}") from None
     if mode is not CrossAttentionCache.KEYS_AND_VALUES and not all(
-            isinstance(layer.encoder_attn.k_proj.weight, torch.Tensor) for layer in decoder.layers):
+            _is_float_weight(layer.encoder_attn.k_proj.weight) for layer in decoder.layers):
         raise ValueError(f"cross_attention_cache={mode.value!r} folds the k_proj/v_proj weights into the attention, "
                          "which needs them in floating point: an int8-quantized model keeps 'keys_and_values'")
     return mode
+
+
+def _is_float_weight(weight: Any) -> bool:
+    """Whether a linear layer's `weight` is a floating-point tensor (a method on PyTorch's int8 layers, int8 in
+    Int8Linear)."""
+    return isinstance(weight, torch.Tensor) and weight.is_floating_point()
 
 
 def _as_list(ids: int | list[int]) -> list[int]:

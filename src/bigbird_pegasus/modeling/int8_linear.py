@@ -1,5 +1,6 @@
-"""A linear layer with int8 weights for a decoding step's few rows: the package's AVX-512 VNNI kernel quantizes
-each row of the input on the fly and reads the int8 weights once (`kernels.int8_linear`)."""
+"""A linear layer with int8 weights: each row of the input quantized on the fly with its own scale, then an int8
+product: for a decoding step's few rows the package's AVX-512 VNNI kernel, which reads the int8 weights once
+(`kernels.int8_linear`), for more rows PyTorch's int8 product (`int8_matmul`)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import kernels
+from .int8_matmul import exact_int8_products, int8_rows_product
 
 
 class Int8Linear(nn.Module):
     """y = x @ (weight * weight_scale[:, None]).T + bias, weight int8 per output channel (symmetric, scale
-    max |w| / 127). Up to `kernels.INT8_MAX_ROWS` rows on the CPU take the int8 kernel (each row quantized to int8
-    with its own scale); more rows (a teacher-forced sequence, a batch of more than 8 documents' beams) take
-    PyTorch's int8 dynamic product (fbgemm; the input quantized per tensor), faster there, over a packed copy of
-    the weights made on the first such call. Inference only."""
+    max |w| / 127); each row of an fp32 CPU input is quantized to int8 with its own scale (max |x| / 127), so that a
+    row's result does not depend on the others: up to `kernels.INT8_MAX_ROWS` rows in the package's int8 kernel,
+    more (an encoder's sequence, a batch of more than 8 documents' beams) in PyTorch's int8 product
+    (`int8_matmul`), the same numbers but for the rounding of the last float operations. Where that product is not
+    exact (a CPU without VNNI), rows the kernel does not take go to PyTorch's int8 dynamic product (fbgemm; the
+    input quantized per tensor, 7 bits) over a packed copy of the weights made on the first such call. Inference
+    only."""
 
     def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, *,
                  weight_sums: torch.Tensor | None = None) -> None:
@@ -50,7 +55,10 @@ class Int8Linear(nn.Module):
             return F.linear(x, (self.weight.to(x.dtype) * self.weight_scale[:, None].to(x.dtype)),
                             None if self.bias is None else self.bias.to(x.dtype))
         rows = x.reshape(-1, self.in_features)                                         # (rows, in)
-        out = torch.ops.quantized.linear_dynamic(rows, self._packed(), reduce_range=True)  # (rows, out)
+        if exact_int8_products():
+            out = int8_rows_product(rows, self.weight, scales=self.weight_scale, bias=self.bias)  # (rows, out)
+        else:
+            out = torch.ops.quantized.linear_dynamic(rows, self._packed(), reduce_range=True)  # (rows, out)
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def _packed(self) -> torch.ScriptObject:

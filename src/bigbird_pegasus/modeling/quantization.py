@@ -1,10 +1,11 @@
 """Reduced-traffic options for faster CPU inference that change numbers: int8 linear layers, cross-attention
 keys/values cached in bf16, and the encoder in bf16.
 
-int8: weights are stored as int8 per output channel and activations quantized on the fly: the layers of a
-decoding step in the package's AVX-512 VNNI kernel (Int8Linear) where it serves, the others (and all of them on
-other CPUs) in PyTorch's fbgemm/x86 kernels, which need only AVX2. Embeddings, LayerNorms and attention stay in
-float.
+int8: weights are stored as int8 per output channel and activations quantized on the fly, a row at a time
+(Int8Linear): a decoding step's few rows in the package's AVX-512 VNNI kernel, more rows in PyTorch's int8 matrix
+product, exact on CPUs with VNNI. On other CPUs, the layers a decoding step runs stay Int8Linear where the kernel
+serves and the others become PyTorch's int8 dynamic layers (fbgemm, AVX2). Embeddings, LayerNorms and attention
+stay in float.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from .. import kernels
 from .int8_linear import Int8Linear
+from .int8_matmul import exact_int8_products
 from .layers import DecoderLayer, EncoderLayer
 from .linear import Linear
 from .model import BigBirdPegasusDecoder, BigBirdPegasusEncoder
@@ -27,8 +29,10 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
                   encoder_dtype: torch.dtype | None = None) -> nn.Module:
     """The fastest reduced-traffic path: replace every nn.Linear of `model` (in place, on the CPU) by an int8
     counterpart, and cache the decoder's cross-attention keys/values in `cross_attention_dtype` (None: in fp32,
-    as the activations); returns the model. The layers a decoding step runs become Int8Linear (the package's
-    AVX-512 VNNI kernel) where it serves, the others PyTorch's int8 dynamic layers (fbgemm).
+    as the activations); returns the model. They become Int8Linear (each input row quantized with its own scale)
+    where PyTorch's int8 product is exact (CPUs with VNNI: `int8_matmul.exact_int8_products`); elsewhere the
+    layers a decoding step runs become Int8Linear where the package's int8 kernel serves, the others PyTorch's
+    int8 dynamic layers (fbgemm).
 
     encoder_dtype: run the encoder in this dtype instead (its linear layers stay float; its outputs come back in
     fp32), and the decoder's cross-attention key/value projections too (encoder work: once per document, over
@@ -55,9 +59,33 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
         with releasing_replaced_weights(model):
             kept_float = set(_run_encoder_in(encoder, dtype=encoder_dtype).modules())
             kept_float |= _project_cross_attention_in(model, dtype=encoder_dtype)
+    if exact_int8_products():
+        _into_int8_linear(model, keep=kept_float)
+    else:
+        _into_pytorchs_int8_layers(model, keep=kept_float)
+    return model
+
+
+def _into_int8_linear(model: nn.Module, *, keep: set[nn.Module]) -> None:
+    """Replace every linear layer of `model` but those in `keep` by Int8Linear (in place), the LM head first, then
+    a layer at a time, so that each one's fp32 pages leave as it is converted."""
+    if isinstance(getattr(model, "lm_head", None), nn.Linear):
+        with releasing_replaced_weights(model, part=model.lm_head):
+            model.lm_head = Int8Linear.from_float(model.lm_head)
+    layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))
+              and any(isinstance(child, nn.Linear) and child not in keep for child in module.modules())]
+    for part in (*layers, model):
+        with releasing_replaced_weights(model, part=part):
+            _replace_linears(part, keep=keep)
+
+
+def _into_pytorchs_int8_layers(model: nn.Module, *, keep: set[nn.Module]) -> None:
+    """Where PyTorch's int8 product of many rows is not exact (a CPU without VNNI): the layers a decoding step runs
+    in Int8Linear where the package's int8 kernel serves, every other linear layer (but those in `keep`) in
+    PyTorch's int8 dynamic layers (fbgemm), a layer at a time (in place)."""
     _decoding_steps_in_int8_kernels(model)
     for module in model.modules():
-        if isinstance(module, Linear) and module not in kept_float:
+        if isinstance(module, Linear) and module not in keep:
             module.__class__ = nn.Linear  # the quantizer converts exact nn.Linear; ours adds no state to it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao on every use
@@ -68,7 +96,6 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
         for part in (*layers, model):  # a layer at a time, so that each one's fp32 pages leave as it is converted
             with releasing_replaced_weights(model, part=part):
                 quantize_dynamic(part, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-    return model
 
 
 def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
@@ -79,17 +106,22 @@ def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
     if kernels.unavailable_reason(int8=True) is not None or not isinstance(getattr(model, "lm_head", None), Linear):
         return
     layers = [module for module in model.modules() if isinstance(module, DecoderLayer)]
-    once_per_document = {id(projection) for layer in layers
+    once_per_document = {projection for layer in layers
                          for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)}
     decoders = [module for module in model.modules() if isinstance(module, BigBirdPegasusDecoder)]
     with releasing_replaced_weights(model, part=model.lm_head):
         model.lm_head = Int8Linear.from_float(model.lm_head)
     for part in (*layers, *decoders):  # a layer at a time, so that its fp32 pages leave as it is converted
         with releasing_replaced_weights(model, part=part):
-            for owner in list(part.modules()):
-                for name, child in list(owner.named_children()):
-                    if isinstance(child, Linear) and id(child) not in once_per_document:
-                        setattr(owner, name, Int8Linear.from_float(child))
+            _replace_linears(part, keep=once_per_document)
+
+
+def _replace_linears(part: nn.Module, *, keep: set[nn.Module]) -> None:
+    """Replace the linear layers inside `part` but those in `keep` by Int8Linear (in place)."""
+    for owner in list(part.modules()):
+        for name, child in list(owner.named_children()):
+            if isinstance(child, nn.Linear) and child not in keep:
+                setattr(owner, name, Int8Linear.from_float(child))
 
 
 def reduce_cross_attention_cache(model: nn.Module, *, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
