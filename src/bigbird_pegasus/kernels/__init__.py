@@ -24,9 +24,10 @@ from .decoder_step import (STEP_ACTIVATIONS, DecoderStep, LayerWeights, LinearWe
 from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, call, loaded, reset, unavailable_reason
 
 # Rows the int8 kernel serves (one pass over the weights, each row quantized with its own scale, so that a document's
-# numbers do not depend on the others in its batch); past them PyTorch's fbgemm (the input quantized per tensor).
-# At 20 rows the two are as fast (the LM head 9.2 against 8.9 ms); at 40 the kernel is slower (17.1 against 12.9),
-# what the whole-step kernel saves in dispatch pays for it.
+# numbers do not depend on the others in its batch); past them PyTorch's int8 product, the rows quantized the same
+# way (modeling/int8_matmul.py). Measured against fbgemm (the input quantized per tensor), which served past them
+# before: at 20 rows as fast (the LM head 9.2 against 8.9 ms); at 40 the kernel slower (17.1 against 12.9), what
+# the whole-step kernel saves in dispatch paying for it.
 INT8_MAX_ROWS = MAX_ROWS
 # The most values `top_k` selects per row (beam search asks for 2 x beams).
 MAX_TOP_K = 256
