@@ -74,6 +74,7 @@ def test_many_rows_give_the_same_results_whatever_the_chunks(monkeypatch):
     with torch.no_grad():
         whole = int8(many)
         monkeypatch.setattr(int8_matmul, "CHUNK_BYTES", 4 * 96 * 7)      # 7 rows a chunk, the last one 2
+        monkeypatch.setattr(int8_matmul, "MIN_CHUNK_ROWS", 1)
         assert torch.equal(int8(many), whole)
 
 
@@ -87,8 +88,33 @@ def test_few_rows_take_the_kernel_with_the_many_rows_numbers(monkeypatch):
     with torch.no_grad():
         few = int8(many[:5])
         assert len(calls) == 1
-        torch.testing.assert_close(few, int8(many)[:5], rtol=1e-6, atol=1e-6)
+        assert torch.equal(few, int8(many)[:5])                          # the same arithmetic, to the bit
     assert len(calls) == 1
+
+
+@needs_any_vnni
+def test_few_rows_take_pytorchs_int8_product_without_the_kernel(monkeypatch):
+    library.loaded()
+    monkeypatch.setitem(library._reasons, "int8", "this CPU has no AVX-512 VNNI (pretended)")
+    int8 = Int8Linear.from_float(float_layer())
+    few = torch.randn(5, 128)
+    with torch.no_grad():
+        expected = library.quantized_product(few, int8.weight, scales=int8.weight_scale, bias=int8.bias)
+        torch.testing.assert_close(int8(few), expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_any_vnni
+def test_a_documents_int8_summary_does_not_depend_on_its_batch_past_the_kernels_rows():
+    torch.manual_seed(0)
+    model = quantize_int8(BigBirdPegasusForConditionalGeneration(generation_config()).eval())
+    ids = torch.randint(2, 96, (9, 40))                                 # 9 documents x 5 beams: 45 rows a step
+    options = dict(num_beams=5, max_new_tokens=8, min_new_tokens=8, return_dict_in_generate=True,
+                   output_scores=True)
+    with torch.inference_mode():
+        together = model.generate(ids, **options)
+        alone = [model.generate(ids[i:i + 1], **options) for i in range(9)]
+    assert torch.equal(together.sequences, torch.cat([one.sequences for one in alone]))
+    assert torch.equal(together.sequences_scores, torch.cat([one.sequences_scores for one in alone]))  # to the bit
 
 
 def test_pytorchs_int8_product_is_found_inexact_where_it_saturates():

@@ -15,8 +15,10 @@ import torch
 
 # The products' int32 outputs are made a chunk of rows at a time, this many bytes at most, so that they are scaled
 # into the fp32 output while still in the cache: the large encoder's products (4096 rows) ran 1.06-1.16x faster
-# so than in one piece, and memory does not grow with the rows.
+# so than in one piece. But at least this many rows a chunk, since each chunk reads all the weights again (the LM
+# head's 98 MB would be read every 10 rows).
 CHUNK_BYTES = 4 << 20
+MIN_CHUNK_ROWS = 256
 
 
 @functools.cache
@@ -42,7 +44,7 @@ def int8_rows_product(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Te
     `exact_int8_products()` holds."""
     rows, out_features = x.shape[0], weight.shape[0]
     out = torch.empty(rows, out_features, dtype=torch.float32)
-    chunk = max(1, CHUNK_BYTES // (4 * out_features))
+    chunk = max(MIN_CHUNK_ROWS, CHUNK_BYTES // (4 * out_features))
     for first in range(0, rows, chunk):
         part = x[first:first + chunk]                                                 # (chunk, in)
         largest = torch.maximum(-part.amin(1, keepdim=True), part.amax(1, keepdim=True))  # (chunk, 1) max |x|
