@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import bigbird_pegasus
+from helpers.cpu import needs_any_vnni
 from helpers.reference import CONFIG_A, difference, padded_batch
 
 
@@ -41,3 +42,17 @@ def test_generation_compiles_without_graph_breaks(cross_attention_cache):
     actual = [model.generate(ids, **options), model.generate(ids, num_beams=3, **options)]
     for want, got in zip(expected, actual):
         assert torch.equal(want, got)
+
+
+@needs_any_vnni
+def test_int8_generation_compiles_without_graph_breaks():
+    """After quantize_int8 (Int8Linear everywhere, PyTorch's int8 product past the kernel's rows, whose exactness
+    check compiles as its answer), compile_for_generation generates eager mode's tokens."""
+    torch.manual_seed(0)
+    config = bigbird_pegasus.BigBirdPegasusConfig(**dict(CONFIG_A, dropout=0.0, encoder_layers=1, decoder_layers=2))
+    model = bigbird_pegasus.quantize_int8(bigbird_pegasus.BigBirdPegasusForConditionalGeneration(config).eval())
+    ids, mask = padded_batch(config.vocab_size, 300, pad_last=40)
+    options = dict(attention_mask=mask, max_new_tokens=6, num_beams=3)
+    expected = model.generate(ids, **options)
+    model.compile_for_generation(backend="eager")
+    assert torch.equal(model.generate(ids, **options), expected)

@@ -21,9 +21,14 @@ CHUNK_BYTES = 4 << 20
 MIN_CHUNK_ROWS = 256
 
 
-@functools.cache
+@torch.compiler.assume_constant_result  # torch.compile takes the answer, it does not trace the check
 def exact_int8_products() -> bool:
-    """Whether `torch._int_mm` on the CPU computes int8 products exactly, extreme values included."""
+    """Whether `torch._int_mm` on the CPU computes int8 products exactly, extreme values included (checked once)."""
+    return _checked_int8_products()
+
+
+@functools.cache
+def _checked_int8_products() -> bool:
     if not hasattr(torch, "_int_mm"):
         return False
     high, low = torch.full((128,), 127, dtype=torch.int8), torch.full((128,), -128, dtype=torch.int8)
