@@ -19,10 +19,10 @@ class Int8Linear(nn.Module):
     max |w| / 127); each row of an fp32 CPU input is quantized to int8 with its own scale (max |x| / 127), so that a
     row's result does not depend on the others: up to `kernels.INT8_MAX_ROWS` rows in the package's int8 kernel,
     more (an encoder's sequence, a batch of more than 8 documents' beams) in PyTorch's int8 product
-    (`int8_matmul`), the same numbers but for the rounding of the last float operations. Where that product is not
-    exact (a CPU without VNNI), rows the kernel does not take go to PyTorch's int8 dynamic product (fbgemm; the
-    input quantized per tensor, 7 bits) over a packed copy of the weights made on the first such call. Inference
-    only."""
+    (`int8_matmul`), with the kernel's arithmetic (the same numbers, to the bit, where tested). Where that product
+    is not exact (a CPU without VNNI), rows the kernel does not take go to PyTorch's int8 dynamic product (fbgemm;
+    the input quantized per tensor, 7 bits) over a packed copy of the weights made on the first such call.
+    Inference only."""
 
     def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, *,
                  weight_sums: torch.Tensor | None = None) -> None:
