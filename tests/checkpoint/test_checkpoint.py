@@ -113,6 +113,14 @@ def test_tied_weights_are_written_once_under_the_reference_name(tmp_path):
     assert stored_keys(tmp_path) & set(TIED_EMBEDDING_KEYS) == {"model.shared.weight"}
 
 
+def test_an_int8_quantized_model_is_refused_before_anything_is_written(tmp_path):
+    model = bigbird_pegasus.quantize_int8(our_model(CG).eval())
+    folder = tmp_path / "int8"
+    with pytest.raises(ValueError, match=r"not floating-point tensors .*quantize_int8.*: model\.encoder\.layers\.0\."):
+        model.save_pretrained(folder)
+    assert not folder.exists()
+
+
 def test_untied_embeddings_both_ways(tmp_path):
     ref = reference_model(CG, tie_word_embeddings=False)
     ref.save_pretrained(tmp_path / "reference")

@@ -46,8 +46,8 @@ def test_generation_compiles_without_graph_breaks(cross_attention_cache):
 
 @needs_any_vnni
 def test_int8_generation_compiles_without_graph_breaks():
-    """After quantize_int8 (Int8Linear everywhere, PyTorch's int8 product past the kernel's rows, whose exactness
-    check compiles as its answer), compile_for_generation generates eager mode's tokens."""
+    """After quantize_int8 (Int8Linear everywhere, PyTorch's int8 product past the kernel's rows, its exactness
+    checked before compiling), compile_for_generation generates eager mode's tokens."""
     torch.manual_seed(0)
     config = bigbird_pegasus.BigBirdPegasusConfig(**dict(CONFIG_A, dropout=0.0, encoder_layers=1, decoder_layers=2))
     model = bigbird_pegasus.quantize_int8(bigbird_pegasus.BigBirdPegasusForConditionalGeneration(config).eval())

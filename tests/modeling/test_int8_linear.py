@@ -132,6 +132,15 @@ def test_pytorchs_int8_product_is_found_inexact_where_it_saturates():
     assert exact_int8_products() == HAS_ANY_VNNI                         # this process: the CPU's own ISA
 
 
+def test_pytorchs_int8_product_is_not_taken_where_it_is_a_plain_loop(monkeypatch):
+    monkeypatch.setattr(int8_matmul.platform, "machine", lambda: "aarch64")
+    int8_matmul.exact_int8_products.cache_clear()
+    try:
+        assert not int8_matmul.exact_int8_products()
+    finally:
+        int8_matmul.exact_int8_products.cache_clear()
+
+
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # the oracle: PyTorch's int8 Linear
 def test_many_rows_take_pytorchs_int8_dynamic_product_where_the_int8_product_is_not_exact(monkeypatch):
     monkeypatch.setattr(int8_linear, "exact_int8_products", lambda: False)

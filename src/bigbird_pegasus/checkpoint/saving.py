@@ -79,6 +79,11 @@ def parse_size(size: int | str) -> int:
 def _state_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict without tied duplicates, in contiguous tensors."""
     state = model.state_dict()
+    not_float = [name for name, value in state.items()
+                 if not (isinstance(value, torch.Tensor) and value.is_floating_point())]
+    if not_float:
+        raise ValueError(f"cannot save weights that are not floating-point tensors (int8-quantized layers: save the "
+                         f"model before `quantize_int8` and quantize after loading): {listing(not_float)}")
     for _, *aliases in tied_groups(model):
         for name in aliases:
             state.pop(name)

@@ -35,6 +35,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_sums", weight.sum(1, dtype=torch.int32) if weight_sums is None else weight_sums)
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
         self._packed_for_many_rows = None
+        # checked here, eagerly: torch.compile then reads the answer instead of tracing the check
+        self._exact_many_rows = exact_int8_products()
 
     @classmethod
     def from_float(cls, linear: nn.Linear) -> Int8Linear:
@@ -55,7 +57,7 @@ class Int8Linear(nn.Module):
             return F.linear(x, (self.weight.to(x.dtype) * self.weight_scale[:, None].to(x.dtype)),
                             None if self.bias is None else self.bias.to(x.dtype))
         rows = x.reshape(-1, self.in_features)                                         # (rows, in)
-        if exact_int8_products():
+        if self._exact_many_rows:
             out = int8_rows_product(rows, self.weight, scales=self.weight_scale, bias=self.bias)  # (rows, out)
         else:
             out = torch.ops.quantized.linear_dynamic(rows, self._packed(), reduce_range=True)  # (rows, out)

@@ -4,12 +4,14 @@ depend on the rows it is computed with.
 
 oneDNN's int8 products are exact (int32 sums) on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX); without it they
 pair products in int16 (vpmaddubsw) and saturate for full-range int8 weights. `exact_int8_products` checks, once
-per process, that the product is exact for the extreme values, whatever the CPU or ONEDNN_MAX_CPU_ISA says.
+per process, that the product is exact for the extreme values, whatever the CPU or ONEDNN_MAX_CPU_ISA says, and
+that it is oneDNN's (x86-64; elsewhere PyTorch runs it as a plain loop).
 """
 
 from __future__ import annotations
 
 import functools
+import platform
 
 import torch
 
@@ -21,15 +23,13 @@ CHUNK_BYTES = 4 << 20
 MIN_CHUNK_ROWS = 256
 
 
-@torch.compiler.assume_constant_result  # torch.compile takes the answer, it does not trace the check
-def exact_int8_products() -> bool:
-    """Whether `torch._int_mm` on the CPU computes int8 products exactly, extreme values included (checked once)."""
-    return _checked_int8_products()
-
-
 @functools.cache
-def _checked_int8_products() -> bool:
-    if not hasattr(torch, "_int_mm"):
+def exact_int8_products() -> bool:
+    """Whether `torch._int_mm` on the CPU is oneDNN's and computes int8 products exactly, extreme values included
+    (checked once)."""
+    # elsewhere than on x86-64 with oneDNN, PyTorch's CPU int8 product is a plain loop of scalar multiply-adds
+    if not (hasattr(torch, "_int_mm") and platform.machine().lower() in ("x86_64", "amd64")
+            and torch.backends.mkldnn.is_available()):
         return False
     high, low = torch.full((128,), 127, dtype=torch.int8), torch.full((128,), -128, dtype=torch.int8)
     alternating = torch.stack([high, low], dim=1).view(-1)[:128]                      # 127, -128, 127, ...
