@@ -70,8 +70,7 @@ def _into_int8_linear(model: nn.Module, *, keep: set[nn.Module]) -> None:
     """Replace every linear layer of `model` but those in `keep` by Int8Linear (in place), the LM head first, then
     a layer at a time, so that each one's fp32 pages leave as it is converted."""
     if isinstance(getattr(model, "lm_head", None), nn.Linear):
-        with releasing_replaced_weights(model, part=model.lm_head):
-            model.lm_head = Int8Linear.from_float(model.lm_head)
+        _lm_head_into_int8_linear(model)
     layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))
               and any(isinstance(child, nn.Linear) and child not in keep for child in module.modules())]
     for part in (*layers, model):
@@ -109,11 +108,16 @@ def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
     once_per_document = {projection for layer in layers
                          for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)}
     decoders = [module for module in model.modules() if isinstance(module, BigBirdPegasusDecoder)]
-    with releasing_replaced_weights(model, part=model.lm_head):
-        model.lm_head = Int8Linear.from_float(model.lm_head)
+    _lm_head_into_int8_linear(model)
     for part in (*layers, *decoders):  # a layer at a time, so that its fp32 pages leave as it is converted
         with releasing_replaced_weights(model, part=part):
             _replace_linears(part, keep=once_per_document)
+
+
+def _lm_head_into_int8_linear(model: nn.Module) -> None:
+    """The (tied) LM head becomes an Int8Linear copy; its fp32 pages leave unless the embedding still holds them."""
+    with releasing_replaced_weights(model, part=model.lm_head):
+        model.lm_head = Int8Linear.from_float(model.lm_head)
 
 
 def _replace_linears(part: nn.Module, *, keep: set[nn.Module]) -> None:
