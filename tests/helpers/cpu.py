@@ -21,7 +21,7 @@ needs_vnni = pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VN
 # The cross-attention kernel serves where it is built with AVX-512 (-march=native on a CPU that has it).
 HAS_AVX512 = "avx512f" in _cpu_flags()
 needs_avx512 = pytest.mark.skipif(not HAS_AVX512, reason="this CPU has no AVX-512: the attention kernel does not serve")
-# PyTorch's int8 matrix product (oneDNN) sums exactly with any VNNI; without it, it saturates (int16 pairs).
-HAS_ANY_VNNI = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags())
-needs_any_vnni = pytest.mark.skipif(not HAS_ANY_VNNI, reason="this CPU has no VNNI: PyTorch's int8 product is not "
-                                    "exact here, Int8Linear's many-row path does not serve")
+# PyTorch's int8 matrix product is oneDNN's (exact sums) with AVX-512 VNNI; without it, a plain loop (exact, slow).
+HAS_AVX512_VNNI = "avx512_vnni" in _cpu_flags()
+needs_onednn_int8 = pytest.mark.skipif(not HAS_AVX512_VNNI, reason="this CPU has no AVX-512 VNNI: PyTorch's int8 "
+                                       "product is a plain loop here, Int8Linear's many-row path does not serve")

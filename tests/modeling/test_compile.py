@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import bigbird_pegasus
-from helpers.cpu import needs_any_vnni
+from helpers.cpu import needs_onednn_int8
 from helpers.reference import CONFIG_A, difference, padded_batch
 
 
@@ -44,7 +44,7 @@ def test_generation_compiles_without_graph_breaks(cross_attention_cache):
         assert torch.equal(want, got)
 
 
-@needs_any_vnni
+@needs_onednn_int8
 def test_int8_generation_compiles_without_graph_breaks():
     """After quantize_int8 (Int8Linear everywhere, PyTorch's int8 product past the kernel's rows, its exactness
     checked before compiling), compile_for_generation generates eager mode's tokens."""

@@ -53,18 +53,22 @@ def few_row_linear(x: torch.Tensor, weight: torch.Tensor, *, bias: torch.Tensor 
 # The activations (config names) oneDNN applies to a product's output as it writes it: its post-op, algorithm.
 FUSABLE_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_python": ("gelu", "none"), "gelu_new": ("gelu", "tanh"),
                        "gelu_fast": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh")}
+# The dtypes of those products: bf16 only where oneDNN has bf16 products (AVX-512 and later x86 CPUs; on an AVX2
+# CPU, an AMD EPYC Zen 3 here, it has no primitive for them and refuses the call).
+FUSABLE_DTYPES = (torch.float32,) + ((torch.bfloat16,) if ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+                                     else ())
 
 
 def linear_then_activation(linear: nn.Linear, x: torch.Tensor, *, activation: str,
                            apply: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """apply(linear(x)), x (..., in) -> (..., out), where `apply` is the config's `activation`. In fp32 or bf16 on
-    the CPU, at inference, one oneDNN product applies a GELU as it writes its output, which is then not read and
+    """apply(linear(x)), x (..., in) -> (..., out), where `apply` is the config's `activation`. In FUSABLE_DTYPES
+    on the CPU, at inference, one oneDNN product applies a GELU as it writes its output, which is then not read and
     written again (the large encoder's feed-forward at 4096 tokens: the bf16 GELU alone took 0.47 of 3.4 s; in
     fp32 a layer's product and GELU 133-146 against 161-167 ms; the same values to float rounding, ~5e-6 there)."""
     post_op = FUSABLE_ACTIVATIONS.get(activation)
     weight = getattr(linear, "weight", None)  # a method on PyTorch's quantized layers
     fusable = (post_op is not None and ONEDNN and isinstance(weight, torch.Tensor) and x.device.type == "cpu"
-               and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
+               and x.dtype == weight.dtype and x.dtype in FUSABLE_DTYPES
                and not torch.compiler.is_compiling()
                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
     if not fusable:
