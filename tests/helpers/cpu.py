@@ -18,9 +18,9 @@ def _cpu_flags() -> set[str]:
 # The int8 kernel's instructions (vpdpbusd on 512-bit registers).
 HAS_VNNI = {"avx512_vnni", "avx512bw"} <= _cpu_flags()
 needs_vnni = pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI: the int8 kernel is not built here")
-# The cross-attention kernel serves where it is built with AVX-512 (-march=native on a CPU that has it).
-HAS_AVX512 = "avx512f" in _cpu_flags()
-needs_avx512 = pytest.mark.skipif(not HAS_AVX512, reason="this CPU has no AVX-512: the attention kernel does not serve")
+# The attention kernels serve where they are built with AVX2 or AVX-512 (-march=native on a CPU that has them).
+HAS_AVX2 = bool({"avx2", "avx512f"} & _cpu_flags())
+needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2: the attention kernels do not serve")
 # PyTorch's int8 matrix product is oneDNN's (exact sums) with AVX-512 VNNI; without it, a plain loop (exact, slow).
 HAS_AVX512_VNNI = "avx512_vnni" in _cpu_flags()
 needs_onednn_int8 = pytest.mark.skipif(not HAS_AVX512_VNNI, reason="this CPU has no AVX-512 VNNI: PyTorch's int8 "

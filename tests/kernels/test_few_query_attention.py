@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from bigbird_pegasus import kernels
 from bigbird_pegasus.modeling import attention as attention_module
 from bigbird_pegasus.modeling.attention import few_query_attention, grouped_attention
-from helpers.cpu import HAS_AVX512, needs_avx512
+from helpers.cpu import HAS_AVX2, needs_avx2
 
 HEADS, HEAD_DIM = 3, kernels.ATTENTION_HEAD_DIM
 
@@ -44,16 +44,16 @@ def exact(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor 
 def test_attention_is_sdpa(dtype, rows, positions, masked):
     q, k, v, bias = inputs(rows, positions, dtype, seed=rows * positions)
     bias = bias if masked else None
-    actual = kernels.attention(q, k, v, bias=bias)      # built on every CPU; it serves where AVX-512 is (below)
+    actual = kernels.attention(q, k, v, bias=bias)      # built on every CPU; it serves where AVX2 is (below)
     assert actual.shape == q.shape and actual.dtype == torch.float32
     assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 1e-5
 
 
-def test_the_attention_kernel_serves_exactly_where_the_cpu_has_avx512():
+def test_the_attention_kernel_serves_exactly_where_the_cpu_has_avx2():
     q, k, v, bias = inputs(5, 37, torch.float32)
     reason = kernels.unavailable_reason(attention=True)
-    assert reason is None if HAS_AVX512 else "AVX-512" in reason
-    assert kernels.serves_attention(q, k, v, bias) == HAS_AVX512
+    assert reason is None if HAS_AVX2 else "AVX2" in reason
+    assert kernels.serves_attention(q, k, v, bias) == HAS_AVX2
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -100,7 +100,7 @@ def kernel_calls(monkeypatch) -> list[tuple]:
     return calls
 
 
-@needs_avx512
+@needs_avx2
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_few_query_attention_takes_the_kernel_and_returns_the_queries_dtype(kernel_calls, dtype):
     q, k, v, bias = inputs(5, 300, dtype, seed=2)
@@ -119,7 +119,7 @@ def test_few_query_attention_without_the_kernel_narrows_the_queries_to_the_keys_
     assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 2e-2
 
 
-@needs_avx512
+@needs_avx2
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_beams_of_documents_take_the_kernel_through_grouped_attention(kernel_calls, dtype):
     """A decoding step: 2 documents x 5 beams, one new token each, over the documents' cached keys and values."""

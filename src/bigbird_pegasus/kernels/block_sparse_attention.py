@@ -30,7 +30,7 @@ class BlockRows:
 def serves_block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, heads: int, block_size: int) -> bool:
     """Whether `block_attention` takes q, k, v (b, n, heads x ATTENTION_HEAD_DIM): fp32 or bf16 (all three
     alike), contiguous on the CPU, n a multiple of block_size and block_size of LANES, no gradients, not under
-    torch.compile, and the kernel built with AVX-512 and self-checked."""
+    torch.compile, and the kernel built with AVX2 or AVX-512 and self-checked."""
     tensors = (q, k, v)
     return (q.dim() == 3 and q.shape == k.shape == v.shape and q.shape[2] == heads * ATTENTION_HEAD_DIM
             and block_size % LANES == 0 and q.shape[1] % block_size == 0

@@ -64,8 +64,8 @@ def loaded() -> ctypes.CDLL | None:
         _give_up(error, warn=True)
         return None
     if not library.few_query_attention_supported():
-        _reasons["attention"] = ("built without AVX-512, where the cross-attention kernel is slower than PyTorch's "
-                                 "products")
+        _reasons["attention"] = ("built without AVX2 or AVX-512 (for NEON, say), where the attention kernels are "
+                                 "not measured against PyTorch's products")
     if not library.few_row_int8_linear_supported():
         _reasons["int8"] = "this CPU has no AVX-512 VNNI (the int8 kernel's instructions)"
     elif (error := _check_int8_linear(library)) is not None:
