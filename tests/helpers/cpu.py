@@ -15,9 +15,10 @@ def _cpu_flags() -> set[str]:
     return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
 
 
-# The int8 kernel's instructions (vpdpbusd on 512-bit registers).
-HAS_VNNI = {"avx512_vnni", "avx512bw"} <= _cpu_flags()
-needs_vnni = pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI: the int8 kernel is not built here")
+# The int8 kernel's instructions (vpdpbusd on 512-bit registers, or vpmaddwd on 256-bit ones).
+HAS_INT8_KERNEL = {"avx512_vnni", "avx512bw"} <= _cpu_flags() or {"avx2", "fma"} <= _cpu_flags()
+needs_int8_kernel = pytest.mark.skipif(not HAS_INT8_KERNEL, reason="this CPU has neither AVX-512 VNNI nor AVX2: the "
+                                       "int8 kernel is not built here")
 # The attention kernels serve where they are built with AVX2 or AVX-512 (-march=native on a CPU that has them).
 HAS_AVX2 = bool({"avx2", "avx512f"} & _cpu_flags())
 needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2: the attention kernels do not serve")

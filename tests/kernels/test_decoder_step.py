@@ -13,7 +13,7 @@ from bigbird_pegasus.kernels import decoder_step
 from bigbird_pegasus.modeling.cache import DecoderCache
 from bigbird_pegasus.modeling.fused_step import _fit, _weights
 from bigbird_pegasus.modeling.masks import padding_bias
-from helpers.cpu import needs_avx2, needs_vnni
+from helpers.cpu import needs_avx2, needs_int8_kernel
 
 pytestmark = needs_avx2  # the step needs the cross-attention kernel, which serves with AVX2 or AVX-512
 
@@ -107,8 +107,8 @@ def test_a_fused_step_without_encoder_states_skips_the_cross_attention(monkeypat
         torch.testing.assert_close(fused_hidden, layers_hidden, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("int8, bf16_cache", [pytest.param(True, False, marks=needs_vnni), (False, True),
-                                              pytest.param(True, True, marks=needs_vnni)])
+@pytest.mark.parametrize("int8, bf16_cache", [pytest.param(True, False, marks=needs_int8_kernel), (False, True),
+                                              pytest.param(True, True, marks=needs_int8_kernel)])
 @pytest.mark.parametrize("docs, beams", [(2, 3), (4, 5)])
 def test_a_fused_step_takes_int8_layers_and_a_bf16_cross_attention_cache(int8, bf16_cache, docs, beams, monkeypatch):
     model = small_model(int8=int8, bf16_cache=bf16_cache)

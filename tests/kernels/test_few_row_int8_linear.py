@@ -1,11 +1,11 @@
-"""The int8 kernel (AVX-512 VNNI) against the same product written out in float64, and what it refuses. On a CPU
-without AVX-512 VNNI the kernel is not built: the tests of its products are skipped there (and say so)."""
+"""The int8 kernel (AVX-512 VNNI or AVX2) against the same product written out in float64, and what it refuses. On
+a CPU with neither the kernel is not built: the tests of its products are skipped there (and say so)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from helpers.cpu import HAS_VNNI, needs_vnni
+from helpers.cpu import HAS_INT8_KERNEL, needs_int8_kernel
 
 from bigbird_pegasus import kernels
 
@@ -28,10 +28,10 @@ def int8_weight(out_features: int, in_features: int, generator: torch.Generator)
 
 def test_the_int8_kernel_serves_exactly_where_the_cpu_has_vnni():
     reason = kernels.unavailable_reason(int8=True)
-    assert reason is None if HAS_VNNI else "VNNI" in reason
+    assert reason is None if HAS_INT8_KERNEL else "VNNI" in reason
 
 
-@needs_vnni
+@needs_int8_kernel
 @pytest.mark.parametrize("rows", [*range(1, 9), 9, 12, 20, 33, kernels.INT8_MAX_ROWS])
 @pytest.mark.parametrize("out_features, in_features", [(4099, 64), (6, 1024)])
 @pytest.mark.parametrize("with_bias", [False, True])
@@ -46,7 +46,7 @@ def test_int8_linear_is_the_quantized_product(rows, out_features, in_features, w
     assert torch.allclose(actual, expected_product(x, weight, scales, bias), rtol=1e-5, atol=1e-5)
 
 
-@needs_vnni
+@needs_int8_kernel
 @pytest.mark.parametrize("rows", [7, 20])
 def test_each_row_of_a_batch_gets_what_it_gets_alone(rows):
     """Each row is quantized with its own scale and its products are exact integers: a document's numbers do not
@@ -60,7 +60,7 @@ def test_each_row_of_a_batch_gets_what_it_gets_alone(rows):
     assert torch.equal(batch, alone)
 
 
-@needs_vnni
+@needs_int8_kernel
 def test_int8_linear_keeps_leading_dimensions_and_is_close_to_the_float_product():
     generator = torch.Generator().manual_seed(0)
     weight, scales, sums = int8_weight(256, 128, generator)
@@ -71,7 +71,7 @@ def test_int8_linear_keeps_leading_dimensions_and_is_close_to_the_float_product(
     assert (actual - float_product).abs().max() < 0.02 * float_product.abs().max()  # int8 inputs: ~1% of range
 
 
-@needs_vnni
+@needs_int8_kernel
 @pytest.mark.parametrize("case", ["too many rows", "inner size not a multiple of 64", "no inner size",
                                   "float64 input", "float weight", "strided weight"])
 def test_serves_int8_linear_refuses_what_the_kernel_does_not_take(case):
@@ -91,7 +91,7 @@ def test_serves_int8_linear_refuses_what_the_kernel_does_not_take(case):
     assert not kernels.serves_int8_linear(x, weight)
 
 
-@needs_vnni
+@needs_int8_kernel
 def test_the_kernel_refuses_an_empty_inner_size_instead_of_reading_past_the_weights():
     weight, scales, sums = int8_weight(4, 64, torch.Generator().manual_seed(0))
     x, out = torch.randn(3, 64), torch.empty(3, 4)                                    # k = 0 given, 64 there

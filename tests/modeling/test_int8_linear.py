@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.cpu import HAS_AVX512_VNNI, needs_onednn_int8, needs_vnni
+from helpers.cpu import HAS_AVX512_VNNI, needs_onednn_int8, needs_int8_kernel
 from torch import nn
 
 from bigbird_pegasus import (
@@ -78,7 +78,8 @@ def test_many_rows_give_the_same_results_whatever_the_chunks(monkeypatch):
         assert torch.equal(int8(many), whole)
 
 
-@needs_vnni
+@needs_int8_kernel
+@needs_onednn_int8  # the many-row path of the kernel's numbers (elsewhere fbgemm's, quantized per tensor)
 def test_few_rows_take_the_kernel_with_the_many_rows_numbers(monkeypatch):
     calls = []
     kernel = kernels.int8_linear
@@ -200,7 +201,7 @@ def test_quantize_int8_leaves_the_bf16_encoder_and_its_projections_in_float():
     assert type(model.model.decoder.layers[0].fc1) is not Linear
 
 
-@needs_vnni
+@needs_int8_kernel
 def test_quantize_int8_puts_the_decoding_steps_layers_in_the_kernel_where_the_int8_product_is_not_exact(
         monkeypatch):
     monkeypatch.setattr(quantization, "exact_int8_products", lambda: False)

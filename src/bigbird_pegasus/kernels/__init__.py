@@ -1,6 +1,6 @@
 """Hand-written CPU kernels where PyTorch's operators run below what the machine allows: a decoding step's
 products of a few rows (a beam) against a large weight, which read the weight once at near memory bandwidth, in
-fp32 and with int8 weights (AVX-512 VNNI); the cross-attention of a few query rows over a document's keys and
+fp32 and with int8 weights (AVX-512 VNNI or AVX2); the cross-attention of a few query rows over a document's keys and
 values, cached in fp32 or bf16, which reads each once; the self-attention of each beam over its own past, read
 through the cache's origins (so that beam search moves no keys); beam search's top-k in one pass; and a whole
 decoding step through all the decoder's layers in one call (`DecoderStep`: the layer norms, activation and residual
@@ -62,7 +62,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, *, bias: torch.Tensor | None =
 
 def serves_int8_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `int8_linear` takes x (..., in) against an int8 weight (out, in): x fp32 on the CPU, 1 to
-    INT8_MAX_ROWS rows, `in` a multiple of 64, and the int8 kernel built (a CPU with AVX-512 VNNI)."""
+    INT8_MAX_ROWS rows, `in` a multiple of 64, and the int8 kernel built (a CPU with AVX-512 VNNI or AVX2)."""
     return (0 < _rows(x) <= INT8_MAX_ROWS and weight.shape[1] % INT8_LANES == 0 and weight.is_contiguous()
             and x.dtype == torch.float32 and weight.dtype == torch.int8
             and x.device.type == weight.device.type == "cpu" and unavailable_reason(int8=True) is None)

@@ -67,7 +67,7 @@ def loaded() -> ctypes.CDLL | None:
         _reasons["attention"] = ("built without AVX2 or AVX-512 (for NEON, say), where the attention kernels are "
                                  "not measured against PyTorch's products")
     if not library.few_row_int8_linear_supported():
-        _reasons["int8"] = "this CPU has no AVX-512 VNNI (the int8 kernel's instructions)"
+        _reasons["int8"] = "built without AVX-512 VNNI or AVX2 (the int8 kernel's instructions)"
     elif (error := _check_int8_linear(library)) is not None:
         _reasons["int8"] = error
     return library

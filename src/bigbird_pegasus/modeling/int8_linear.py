@@ -1,5 +1,5 @@
 """A linear layer with int8 weights: each row of the input quantized on the fly with its own scale, then an int8
-product: for a decoding step's few rows the package's AVX-512 VNNI kernel, which reads the int8 weights once
+product: for a decoding step's few rows the package's int8 kernel (AVX-512 VNNI or AVX2), which reads the int8 weights once
 (`kernels.int8_linear`), for more rows PyTorch's int8 product (`int8_matmul`)."""
 
 from __future__ import annotations

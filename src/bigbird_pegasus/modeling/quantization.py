@@ -2,7 +2,7 @@
 keys/values cached in bf16, and the encoder in bf16.
 
 int8: weights are stored as int8 per output channel and activations quantized on the fly, a row at a time
-(Int8Linear): a decoding step's few rows in the package's AVX-512 VNNI kernel, more rows in PyTorch's int8 matrix
+(Int8Linear): a decoding step's few rows in the package's int8 kernel (AVX-512 VNNI or AVX2), more rows in PyTorch's int8 matrix
 product, exact on CPUs with VNNI. On other CPUs, the layers a decoding step runs stay Int8Linear where the kernel
 serves and the others become PyTorch's int8 dynamic layers (fbgemm, AVX2). Embeddings, LayerNorms and attention
 stay in float.
@@ -98,7 +98,7 @@ def _into_pytorchs_int8_layers(model: nn.Module, *, keep: set[nn.Module]) -> Non
 
 
 def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
-    """Where the package's int8 kernel serves (a CPU with AVX-512 VNNI, the kernels built), the linear layers a
+    """Where the package's int8 kernel serves (a CPU with AVX-512 VNNI or AVX2, the kernels built), the linear layers a
     decoding step runs (the decoder's, but its cross-attention keys/values, projected once per document, and
     the LM head) become Int8Linear (in place): faster than PyTorch's int8 layers for a beam's few rows. Only for
     models that generate (they have an LM head); elsewhere the decoder runs on whole sequences."""
