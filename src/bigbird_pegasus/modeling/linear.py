@@ -53,10 +53,25 @@ def few_row_linear(x: torch.Tensor, weight: torch.Tensor, *, bias: torch.Tensor 
 # The activations (config names) oneDNN applies to a product's output as it writes it: its post-op, algorithm.
 FUSABLE_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_python": ("gelu", "none"), "gelu_new": ("gelu", "tanh"),
                        "gelu_fast": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh")}
-# The dtypes of those products: bf16 only where oneDNN has bf16 products (AVX-512 and later x86 CPUs; on an AVX2
-# CPU, an AMD EPYC Zen 3 here, it has no primitive for them and refuses the call).
-FUSABLE_DTYPES = (torch.float32,) + ((torch.bfloat16,) if ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-                                     else ())
+# The dtypes oneDNN has products for on this CPU: fp32; bf16 and fp16 on AVX-512 and later x86 CPUs. On an AVX2
+# CPU (an AMD EPYC Zen 3 here) it has no primitive for those and PyTorch's own loops serve them: a bf16 F.linear of
+# 256 x 1024 by 1024 x 1024 ran at 14 GFLOP/s against 135 in fp32.
+ONEDNN_DTYPES = (torch.float32,) + tuple(
+    dtype for dtype, supported in ((torch.bfloat16, "_is_mkldnn_bf16_supported"),
+                                   (torch.float16, "_is_mkldnn_fp16_supported"))
+    if ONEDNN and hasattr(torch.ops.mkldnn, supported) and getattr(torch.ops.mkldnn, supported)())
+# The dtypes of the fused products (oneDNN refuses them in a dtype it has no products for).
+FUSABLE_DTYPES = tuple(dtype for dtype in ONEDNN_DTYPES if dtype != torch.float16)
+
+
+def slow_products_reason(dtype: torch.dtype | None) -> str | None:
+    """Why a CPU model in `dtype` runs several times slower here than in fp32 (None: it does not): bf16 or fp16
+    where oneDNN has no products in it (ONEDNN_DTYPES)."""
+    if dtype not in (torch.bfloat16, torch.float16) or dtype in ONEDNN_DTYPES:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    return (f"this CPU has no {name} matrix products in oneDNN (no AVX-512 BF16/FP16 or AMX: an AVX2 CPU, say), "
+            f"so PyTorch's own loops run them, several times slower than fp32 (~10x measured): use float32 here")
 
 
 def linear_then_activation(linear: nn.Linear, x: torch.Tensor, *, activation: str,

@@ -20,7 +20,7 @@ from .. import kernels
 from .int8_linear import Int8Linear
 from .int8_matmul import exact_int8_products
 from .layers import DecoderLayer, EncoderLayer
-from .linear import Linear
+from .linear import Linear, slow_products_reason
 from .model import BigBirdPegasusDecoder, BigBirdPegasusEncoder
 from .replaced_weights import releasing_replaced_weights
 
@@ -38,7 +38,7 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
     fp32), and the decoder's cross-attention key/value projections too (encoder work: once per document, over
     all its positions; their outputs are cached in `cross_attention_dtype`). torch.bfloat16 pays on CPUs with AMX
     or AVX512-BF16 (the encoder ran about 2x faster than int8 on a Sapphire Rapids); elsewhere bf16 is several
-    times slower.
+    times slower (a RuntimeWarning says so).
 
     For inference only (no gradients). The tied LM head becomes an int8 copy; the embedding stays fp32 (the
     encoder gets its own copy in `encoder_dtype`). The memory-mapped pages of the fp32 weights it replaces are
@@ -49,6 +49,9 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
     if any(p.dtype != torch.float32 for p in model.parameters()):
         raise ValueError("int8 dynamic quantization starts from an fp32 model: load it with dtype=torch.float32")
     encoder = None if encoder_dtype is None else _encoder_of(model, dtype=encoder_dtype)  # checked before any change
+    if (reason := slow_products_reason(encoder_dtype)) is not None:
+        warnings.warn(f"encoder_dtype {str(encoder_dtype).removeprefix('torch.')}: {reason}", RuntimeWarning,
+                      stacklevel=2)
     if cross_attention_dtype is not None:
         reduce_cross_attention_cache(model, dtype=cross_attention_dtype)
     kept_float: set[nn.Module] = set()
