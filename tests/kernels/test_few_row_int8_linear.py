@@ -26,7 +26,7 @@ def int8_weight(out_features: int, in_features: int, generator: torch.Generator)
     return weight, torch.rand(out_features, generator=generator) / 100, weight.sum(1, dtype=torch.int32)
 
 
-def test_the_int8_kernel_serves_exactly_where_the_cpu_has_vnni():
+def test_the_int8_kernel_serves_exactly_where_the_cpu_has_avx512_vnni_or_avx2():
     reason = kernels.unavailable_reason(int8=True)
     assert reason is None if HAS_INT8_KERNEL else "VNNI" in reason
 

@@ -71,8 +71,8 @@ class LayerWeights:
 
 def unavailable_step_reason(layers: list[LayerWeights], *, activation: str) -> str | None:
     """Why `DecoderStep` cannot take these layers here (None: it can): the kernels built and self-checked (the
-    cross-attention's with AVX2 or AVX-512, the int8 one for int8 layers), d_model a multiple of 64, fp32 norms and linear
-    layers laid out as the product kernels read them, the activation one of STEP_ACTIVATIONS."""
+    cross-attention's with AVX2 or AVX-512, the int8 one for int8 layers), d_model a multiple of 64, fp32 norms
+    and linear layers laid out as the product kernels read them, the activation one of STEP_ACTIVATIONS."""
     if loaded() is None or (reason := unavailable_reason(attention=True)) is not None:
         return unavailable_reason() or reason
     if (reason := _self_check()) is not None:

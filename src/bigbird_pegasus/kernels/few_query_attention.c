@@ -109,7 +109,7 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
             __builtin_prefetch(keys + KEYS_AHEAD / sizeof(T) + line, 0, 3);                                    \
           lanes key[KEY_VECTORS];                                                                              \
           KIND##_tile(keys, key, KEY_VECTORS);                                                                 \
-        for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                               \
+          for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                             \
             lanes query = splat(queries[r][d]);                                                                \
             for (int j = 0; j < KEY_VECTORS; ++j) sums[r][j] += query * key[j];                                \
           }                                                                                                    \

@@ -140,8 +140,8 @@ static inline void finish_four(sums a, sums b, sums c, sums d, float x_scale, co
 #define BLOCK(ROWS, OUT)                                                                                    \
   static inline __attribute__((always_inline)) void block_##ROWS##_##OUT(                                   \
       const quantized* q, const float* x_scale, const int8_t* w, const float* w_scale,                     \
-      const int32_t* w_sums,                                                                                \
-      const float* bias, float* y, int64_t n, int64_t k, int64_t first, int prefetch_next) {                \
+      const int32_t* w_sums, const float* bias, float* y, int64_t n, int64_t k, int64_t first,              \
+      int prefetch_next) {                                                                                  \
     sums total[ROWS][OUT];                                                                                  \
     for (int r = 0; r < ROWS; ++r)                                                                          \
       for (int o = 0; o < OUT; ++o) total[r][o] = no_sums();                                                \

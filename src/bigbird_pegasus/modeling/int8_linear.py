@@ -1,6 +1,6 @@
 """A linear layer with int8 weights: each row of the input quantized on the fly with its own scale, then an int8
-product: for a decoding step's few rows the package's int8 kernel (AVX-512 VNNI or AVX2), which reads the int8 weights once
-(`kernels.int8_linear`), for more rows PyTorch's int8 product (`int8_matmul`)."""
+product: for a decoding step's few rows the package's int8 kernel (AVX-512 VNNI or AVX2), which reads the int8
+weights once (`kernels.int8_linear`), for more rows PyTorch's int8 product (`int8_matmul`)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ class Int8Linear(nn.Module):
     row's result does not depend on the others: up to `kernels.INT8_MAX_ROWS` rows in the package's int8 kernel,
     more (an encoder's sequence, a batch of more than 8 documents' beams) in PyTorch's int8 product
     (`int8_matmul`), with the kernel's arithmetic (the same numbers, to the bit, where tested). Where that product
-    is not exact (a CPU without VNNI), rows the kernel does not take go to PyTorch's int8 dynamic product (fbgemm;
-    the input quantized per tensor, 7 bits) over a packed copy of the weights made on the first such call.
-    Inference only."""
+    is not oneDNN's exact one (a CPU without AVX-512 VNNI), rows the kernel does not take go to PyTorch's int8
+    dynamic product (fbgemm; the input quantized per tensor, 7 bits) over a packed copy of the weights made on the
+    first such call. Inference only."""
 
     def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, *,
                  weight_sums: torch.Tensor | None = None) -> None:

@@ -2,9 +2,10 @@
 keys/values cached in bf16, and the encoder in bf16.
 
 int8: weights are stored as int8 per output channel and activations quantized on the fly, a row at a time
-(Int8Linear): a decoding step's few rows in the package's int8 kernel (AVX-512 VNNI or AVX2), more rows in PyTorch's int8 matrix
-product, exact on CPUs with VNNI. On other CPUs, the layers a decoding step runs stay Int8Linear where the kernel
-serves and the others become PyTorch's int8 dynamic layers (fbgemm, AVX2). Embeddings, LayerNorms and attention
+(Int8Linear): a decoding step's few rows in the package's int8 kernel (AVX-512 VNNI or AVX2), more rows in
+PyTorch's int8 matrix product where it is oneDNN's and exact (CPUs with AVX-512 VNNI). On other CPUs, the layers
+a decoding step runs stay Int8Linear where the kernel serves and the others become PyTorch's int8 dynamic layers
+(fbgemm, AVX2). Embeddings, LayerNorms and attention
 stay in float.
 """
 
@@ -30,7 +31,7 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
     """The fastest reduced-traffic path: replace every nn.Linear of `model` (in place, on the CPU) by an int8
     counterpart, and cache the decoder's cross-attention keys/values in `cross_attention_dtype` (None: in fp32,
     as the activations); returns the model. They become Int8Linear (each input row quantized with its own scale)
-    where PyTorch's int8 product is exact (CPUs with VNNI: `int8_matmul.exact_int8_products`); elsewhere the
+    where PyTorch's int8 product is exact (CPUs with AVX-512 VNNI: `int8_matmul.exact_int8_products`); elsewhere the
     layers a decoding step runs become Int8Linear where the package's int8 kernel serves, the others PyTorch's
     int8 dynamic layers (fbgemm).
 
@@ -82,9 +83,9 @@ def _into_int8_linear(model: nn.Module, *, keep: set[nn.Module]) -> None:
 
 
 def _into_pytorchs_int8_layers(model: nn.Module, *, keep: set[nn.Module]) -> None:
-    """Where PyTorch's int8 product of many rows is not exact (a CPU without VNNI): the layers a decoding step runs
-    in Int8Linear where the package's int8 kernel serves, every other linear layer (but those in `keep`) in
-    PyTorch's int8 dynamic layers (fbgemm), a layer at a time (in place)."""
+    """Where PyTorch's int8 product of many rows is not oneDNN's exact one (a CPU without AVX-512 VNNI): the layers
+    a decoding step runs in Int8Linear where the package's int8 kernel serves, every other linear layer (but those
+    in `keep`) in PyTorch's int8 dynamic layers (fbgemm), a layer at a time (in place)."""
     _decoding_steps_in_int8_kernels(model)
     for module in model.modules():
         if isinstance(module, Linear) and module not in keep:
