@@ -212,6 +212,7 @@ static inline void finish_four(sums a, sums b, sums c, sums d, float x_scale, co
       }                                                                                                     \
     }                                                                                                       \
   }
+
 /* The blocks each row count takes: as many sums as the registers hold beside OUT weights and a row. */
 BLOCK(1, 1) BLOCK(2, 1) BLOCK(3, 1) BLOCK(4, 1) BLOCK(5, 1) BLOCK(6, 1) BLOCK(7, 1) BLOCK(8, 1)
 #if BYTES == 64 /* AVX-512: 32 registers */
