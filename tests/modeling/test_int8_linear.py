@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.cpu import HAS_AVX512_VNNI, needs_onednn_int8, needs_int8_kernel
+from helpers.cpu import HAS_AVX512_VNNI, needs_int8_kernel, needs_onednn_int8
 from torch import nn
 
 from bigbird_pegasus import (
