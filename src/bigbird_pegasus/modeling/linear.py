@@ -55,7 +55,7 @@ FUSABLE_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_python": ("gelu", "none")
                        "gelu_fast": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh")}
 # The dtypes oneDNN has products for on this CPU: fp32; bf16 and fp16 on AVX-512 and later x86 CPUs. On an AVX2
 # CPU (an AMD EPYC Zen 3 here) it has no primitive for those and PyTorch's own loops serve them: a bf16 F.linear of
-# 256 x 1024 by 1024 x 1024 ran at 14 GFLOP/s against 135 in fp32.
+# 256 x 1024 by 1024 x 1024 ran at 14-19 GFLOP/s against 97-135 in fp32.
 ONEDNN_DTYPES = (torch.float32,) + tuple(
     dtype for dtype, supported in ((torch.bfloat16, "_is_mkldnn_bf16_supported"),
                                    (torch.float16, "_is_mkldnn_fp16_supported"))
@@ -71,7 +71,7 @@ def slow_products_reason(dtype: torch.dtype | None) -> str | None:
         return None
     name = str(dtype).removeprefix("torch.")
     return (f"this CPU has no {name} matrix products in oneDNN (no AVX-512 BF16/FP16 or AMX: an AVX2 CPU, say), "
-            f"so PyTorch's own loops run them, several times slower than fp32 (~10x measured): use float32 here")
+            f"so PyTorch's own loops run them, several times slower than fp32 (5-10x measured): use float32 here")
 
 
 def linear_then_activation(linear: nn.Linear, x: torch.Tensor, *, activation: str,
