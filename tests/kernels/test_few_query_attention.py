@@ -49,6 +49,44 @@ def test_attention_is_sdpa(dtype, rows, positions, masked):
     assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 1e-5
 
 
+def padded(keys: torch.Tensor, extra: int) -> torch.Tensor:
+    """Position-minor keys (b, h, s, d) stored (b, h, d, s + extra): each feature's row padded."""
+    stored = F.pad(keys.transpose(-1, -2), (0, extra), value=float("nan"))        # (b, h, d, s + extra)
+    return stored[..., :keys.shape[2]].transpose(-1, -2)                           # (b, h, s, d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("extra", [1, 16, 48])
+def test_attention_reads_padded_key_rows_as_their_first_positions(dtype, extra):
+    """The padding holds NaN: a kernel reading past a row's positions would return NaN."""
+    q, k, v, bias = inputs(5, 130, dtype, seed=extra)
+    keys = padded(k, extra)
+    assert kernels.key_row_stride(keys) == 130 + extra and kernels.serves_attention(q, keys, v, bias) == HAS_AVX2
+    actual = kernels.attention(q, keys, v, bias=bias)
+    assert torch.equal(actual, kernels.attention(q, k, v, bias=bias))
+    assert (actual.double() - exact(q, k, v, bias)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("case", ["contiguous", "position-minor", "padded", "one head", "one position",
+                                  "a slice of one position"])
+def test_key_row_stride_names_the_position_minor_layouts(case):
+    """One position contiguous is position-minor too; one sliced out of many is not (its heads lie 37 rows apart)."""
+    keys = torch.randn(2, HEADS, 37, HEAD_DIM)
+    expected = {"contiguous": None, "position-minor": 37, "padded": 40, "one head": 37, "one position": 1,
+                "a slice of one position": None}[case]
+    if case == "position-minor":
+        keys = position_minor(keys)
+    elif case == "padded":
+        keys = padded(keys, 3)
+    elif case == "one head":
+        keys = position_minor(keys[:, :1])
+    elif case == "one position":
+        keys = keys[:, :, :1].contiguous()
+    elif case == "a slice of one position":
+        keys = keys[:, :, :1]
+    assert kernels.key_row_stride(keys) == expected
+
+
 def test_the_attention_kernel_serves_exactly_where_the_cpu_has_avx2():
     q, k, v, bias = inputs(5, 37, torch.float32)
     reason = kernels.unavailable_reason(attention=True)

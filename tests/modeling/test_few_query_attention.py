@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bigbird_pegasus import kernels
 from bigbird_pegasus.modeling import attention as attention_module
 from bigbird_pegasus.modeling.attention import DecoderAttention, few_query_attention, grouped_attention
 from bigbird_pegasus.modeling.cache import DecoderCache
@@ -91,7 +92,7 @@ def test_cached_keys_are_position_minor_and_attend_as_contiguous_ones():
         again = layer.cross_attention(x, encoder_states=states, bias=bias, cache=cache, layer=0)
     keys, values = cache.cross_keys[0], cache.cross_values[0]
     assert keys.shape == values.shape == (2, HEADS, SOURCE, HEAD_DIM)
-    assert keys.transpose(-1, -2).is_contiguous() and values.is_contiguous()
+    assert kernels.key_row_stride(keys) == attention_module._padded_length(SOURCE, 4) and values.is_contiguous()
     assert (cached - uncached).abs().max() <= 1e-6
     assert torch.equal(cached, again)
 
@@ -121,10 +122,21 @@ def test_cached_keys_are_projected_straight_into_the_position_minor_layout(case,
         expected = layer._heads(layer.k_proj(states)).float()                         # (docs, h, s, d)
     keys = cache.cross_keys[0]
     assert len(direct) == (case in ("fp32", "no bias", "bf16 cache"))
-    assert keys.shape == (2, HEADS, SOURCE, HEAD_DIM) and keys.transpose(-1, -2).is_contiguous()
     assert keys.dtype == (torch.bfloat16 if case == "bf16 cache" else torch.float32)
+    assert keys.shape == (2, HEADS, SOURCE, HEAD_DIM)
+    assert kernels.key_row_stride(keys) == attention_module._padded_length(SOURCE, keys.element_size())
     tolerance = {"bf16 cache": 2e-2, "bf16 projection": 0.0}.get(case, 1e-5)
     assert (keys.float() - expected).abs().max() <= tolerance * max(1.0, expected.abs().max().item())
+
+
+@pytest.mark.parametrize("element_size", [2, 4])
+def test_cached_key_rows_take_an_odd_number_of_cache_lines(element_size):
+    """Rows an odd number of lines apart fall into different cache sets; no more than 2 lines of padding a row."""
+    for s in [1, 15, 16, 17, 37, 1000, 1024, 2048, 4095, 4096, 4097, 8192]:
+        padded = attention_module._padded_length(s, element_size)
+        lines, left = divmod(padded * element_size, attention_module.CACHE_LINE_BYTES)
+        assert left == 0 and lines % 2 == 1 and s <= padded
+        assert padded * element_size < s * element_size + 2 * attention_module.CACHE_LINE_BYTES
 
 
 def test_reorder_moves_the_written_positions_of_the_chosen_rows():

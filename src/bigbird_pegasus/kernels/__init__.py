@@ -21,6 +21,7 @@ import torch
 from .block_sparse_attention import BlockRows, block_attention, serves_block_attention
 from .decoder_step import (STEP_ACTIVATIONS, DecoderStep, LayerWeights, LinearWeights, serves_step,
                            unavailable_step_reason)
+from .key_layout import key_row_stride
 from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, call, loaded, reset, unavailable_reason
 
 # Rows the int8 kernel serves (one pass over the weights, each row quantized with its own scale, so that a document's
@@ -33,7 +34,8 @@ INT8_MAX_ROWS = MAX_ROWS
 MAX_TOP_K = 256
 
 __all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "STEP_ACTIVATIONS", "BlockRows",
-           "DecoderStep", "LayerWeights", "LinearWeights", "attention", "block_attention", "int8_linear", "linear",
+           "DecoderStep", "LayerWeights", "LinearWeights", "attention", "block_attention", "int8_linear", "key_row_stride",
+           "linear",
            "reset", "self_attention", "serves_attention", "serves_block_attention", "serves_int8_linear",
            "serves_linear", "serves_self_attention", "serves_step", "serves_top_k", "top_k", "unavailable_reason",
            "unavailable_step_reason"]
@@ -84,15 +86,15 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor, 
 
 def serves_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether `attention` takes q (b, h, r, ATTENTION_HEAD_DIM) fp32 over k, v (b, h, s, ATTENTION_HEAD_DIM) in
-    fp32 or bf16 (keys position-minor, as the decoder's cache keeps them: k.transpose(-1, -2) contiguous; values
-    contiguous), bias (b, 1, 1, s) fp32 contiguous or None: on the CPU, no gradients, and the kernel built with
+    fp32 or bf16 (keys position-minor, as the decoder's cache keeps them: `key_row_stride` says how, rows padded or
+    not; values contiguous), bias (b, 1, 1, s) fp32 contiguous or None: on the CPU, no gradients, and the kernel built with
     AVX2 or AVX-512 (`unavailable_reason(attention=True)`)."""
     b, h, r, d = q.shape if q.dim() == 4 else (0, 0, 0, 0)
     s = v.shape[-2] if v.dim() == 4 else 0
     tensors = (q, k, v) if bias is None else (q, k, v, bias)
     return (d == ATTENTION_HEAD_DIM and r > 0 and s > 0 and k.shape == v.shape == (b, h, s, d)
             and q.dtype == torch.float32 and k.dtype == v.dtype and k.dtype in (torch.float32, torch.bfloat16)
-            and k.transpose(-1, -2).is_contiguous() and v.is_contiguous()
+            and key_row_stride(k) is not None and v.is_contiguous()
             and (bias is None or (bias.shape == (b, 1, 1, s) and bias.dtype == torch.float32
                                   and bias.is_contiguous()))
             and all(t.device.type == "cpu" for t in tensors)
@@ -108,8 +110,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.
     q = q.contiguous()                                                                 # (b, h, r, d)
     out = torch.empty(b, h, r, d, dtype=torch.float32)                                 # (b, h, r, d)
     name = "few_query_attention_float32" if k.dtype == torch.float32 else "few_query_attention_bfloat16"
-    call(name, q.data_ptr(), k.data_ptr(), v.data_ptr(), _pointer(bias), out.data_ptr(), b, h, r, s, d ** -0.5,
-         torch.get_num_threads())
+    call(name, q.data_ptr(), k.data_ptr(), v.data_ptr(), _pointer(bias), out.data_ptr(), b, h, r, s,
+         key_row_stride(k), d ** -0.5, torch.get_num_threads())
     return out
 
 

@@ -37,7 +37,7 @@ typedef struct {
   float *keys, *values; /* (rows, heads, capacity, 64): the self-attention cache as stored, written at `position` */
   step_norm cross_norm;
   step_linear cross_q, cross_out;
-  const void *cross_keys, *cross_values; /* (docs, heads, 64, s) position-minor, (docs, heads, s, 64) */
+  const void *cross_keys, *cross_values; /* (docs, heads, 64, key_stride) position-minor, (docs, heads, s, 64) */
   step_norm final_norm;
   step_linear fc1, fc2;
 } step_layer;
@@ -46,6 +46,7 @@ enum activation { GELU = 0, GELU_TANH = 1, RELU = 2 };
 
 typedef struct {
   int64_t rows, docs, heads, ffn, capacity, position, source_length;
+  int64_t key_stride;      /* of the cross-attention keys' rows: source_length or more (padded) */
   const int64_t* origins;  /* (rows, capacity): the stored row of each row's position p; NULL: row i */
   const float* self_bias;  /* (self_bias_rows, capacity) or NULL */
   int64_t self_bias_rows;
@@ -164,9 +165,11 @@ static int cross_attention_block(const step_layer* layer, const step_shape* shap
   float scale = 1.0f / sqrtf(HEAD_DIM);
   failed = shape->cross_bfloat16
                ? few_query_attention_bfloat16(by_head, layer->cross_keys, layer->cross_values, shape->cross_bias, q,
-                                              docs, heads, groups, shape->source_length, scale, shape->threads)
+                                              docs, heads, groups, shape->source_length, shape->key_stride, scale,
+                                              shape->threads)
                : few_query_attention_float32(by_head, layer->cross_keys, layer->cross_values, shape->cross_bias, q,
-                                             docs, heads, groups, shape->source_length, scale, shape->threads);
+                                             docs, heads, groups, shape->source_length, shape->key_stride, scale,
+                                             shape->threads);
   if (failed) return failed;
   swap_middle(q, attended, docs, heads, groups); /* the context back to (docs, groups, heads, 64) */
   if ((failed = linear(&layer->cross_out, attended, projected, rows, shape->threads))) return failed;

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .key_layout import key_row_stride
 from .library import ATTENTION_HEAD_DIM, LANES, MAX_ROWS, call, loaded, unavailable_reason
 
 # The activations decoder_step.c computes, by the config's names (gelu_new and gelu_fast: the tanh approximation).
@@ -35,7 +36,7 @@ class _Layer(ctypes.Structure):
 
 class _Shape(ctypes.Structure):
     _fields_ = [("rows", _size), ("docs", _size), ("heads", _size), ("ffn", _size), ("capacity", _size),
-                ("position", _size), ("source_length", _size), ("origins", _pointer), ("self_bias", _pointer),
+                ("position", _size), ("source_length", _size), ("key_stride", _size), ("origins", _pointer), ("self_bias", _pointer),
                 ("self_bias_rows", _size), ("cross_bias", _pointer), ("cross_bfloat16", ctypes.c_int),
                 ("cross_attention", ctypes.c_int), ("activation", ctypes.c_int), ("norm_eps", ctypes.c_float),
                 ("threads", ctypes.c_int)]
@@ -113,7 +114,8 @@ class DecoderStep:
         """x (rows, d_model) fp32 contiguous, the first layer's input, becomes the last layer's output (in place).
         keys, values: per layer the self-attention cache as stored (rows, heads, capacity, 64) fp32, this step's
         written at `position`; origins (rows, capacity) int64: the stored row of each row's position (None: its
-        own); self_bias (1 or rows, 1, 1, capacity) fp32; cross_keys (docs, heads, s, 64) position-minor and
+        own); self_bias (1 or rows, 1, 1, capacity) fp32; cross_keys (docs, heads, s, 64) position-minor
+        (`key_row_stride`) and
         cross_values (docs, heads, s, 64) contiguous, fp32 or bf16, per layer, or None without cross-attention;
         cross_bias (docs, 1, 1, s) fp32 or None."""
         shape = self._shape
@@ -127,11 +129,12 @@ class DecoderStep:
             layer.keys, layer.values = stored_keys.data_ptr(), stored_values.data_ptr()
         if cross_keys is not None:
             shape.docs, shape.source_length = cross_keys[0].shape[0], cross_keys[0].shape[2]
+            shape.key_stride = key_row_stride(cross_keys[0])
             shape.cross_bfloat16 = int(cross_keys[0].dtype == torch.bfloat16)
             for layer, layer_keys, layer_values in zip(self._layers, cross_keys, cross_values):
                 layer.cross_keys, layer.cross_values = layer_keys.data_ptr(), layer_values.data_ptr()
         else:
-            shape.docs, shape.source_length = 1, 0
+            shape.docs, shape.source_length, shape.key_stride = 1, 0, 0
         shape.threads = torch.get_num_threads()
         call("decoder_step", ctypes.addressof(self._layers), len(self._layers), ctypes.addressof(shape), x.data_ptr())
 
@@ -154,7 +157,7 @@ def serves_step(x: torch.Tensor, *, keys: torch.Tensor, self_bias: torch.Tensor 
 def _fits_cross(rows: int, keys: torch.Tensor, values: torch.Tensor | None, bias: torch.Tensor | None) -> bool:
     docs, source_length = keys.shape[0], keys.shape[2]
     return (values is not None and keys.dtype == values.dtype and keys.dtype in (torch.float32, torch.bfloat16)
-            and rows % docs == 0 and keys.transpose(-1, -2).is_contiguous() and values.is_contiguous()
+            and rows % docs == 0 and key_row_stride(keys) is not None and values.is_contiguous()
             and (bias is None or (bias.shape == (docs, 1, 1, source_length) and bias.dtype == torch.float32
                                   and bias.is_contiguous())))
 
@@ -227,7 +230,8 @@ def _check_step() -> str | None:
     origins[:, position] = torch.arange(rows)                                          # the step writes its own row
     cross_keys, cross_values = (torch.randn(1, heads, source_length, ATTENTION_HEAD_DIM, generator=generator)
                                 for _ in range(2))
-    cross_keys = cross_keys.transpose(-1, -2).contiguous().transpose(-1, -2)          # position-minor
+    stored = F.pad(cross_keys.transpose(-1, -2), (0, 6))                              # (1, h, d, s + 6)
+    cross_keys = stored[..., :source_length].transpose(-1, -2)                        # position-minor, padded
     x = torch.randn(rows, d_model, generator=generator)
     for activation in ("gelu", "gelu_new", "relu"):
         expected = _step_in_torch(layer, x, keys=keys.clone(), values=values.clone(), origins=origins,

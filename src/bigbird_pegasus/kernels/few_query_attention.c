@@ -1,7 +1,8 @@
 /* out (r, 64) = softmax(scale * q (r, 64) @ k (64, s) + bias (s)) @ v (s, 64) per head, in fp32, for a few query
  * rows: a decoding step's cross-attention (the beams of a document, r <= 16) over the document's keys and values,
  * cached in fp32 or bf16. One pass per head reads the keys once (laid out position-minor: each feature's positions
- * contiguous) into a row of scores per query, a softmax over each row, and one pass reads the values once
+ * contiguous, the features `stride` elements apart: see KEY_ROW_ALIGNMENT in modeling/attention.py) into a row of
+ * scores per query, a softmax over each row, and one pass reads the values once
  * (position-major) into the rows' sums; the sums stay in registers, the next positions are prefetched as each is
  * read (the two batched products of PyTorch read them ~35% below bandwidth). Below it, the step's self-attention
  * over each beam's own past (few_query_self_attention).
@@ -92,9 +93,10 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
 #endif
 
 #define ATTENTION(NAME, T, KIND, LINE)                                                                         \
-  /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s), + bias (s,) when given. */  \
+  /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s; rows `stride` apart), + bias \
+   * (s,) when given. */                                                                                       \
   static void NAME##_scores(const float* q, const T* k, const float* bias, float* scores, int64_t rows,        \
-                            int64_t s, float scale) {                                                          \
+                            int64_t s, int64_t stride, float scale) {                                          \
     int64_t tiled = s - s % TILE;                                                                              \
     for (int64_t first = 0; first < rows; first += ROWS_AT_ONCE) {                                             \
       int64_t count = rows - first < ROWS_AT_ONCE ? rows - first : ROWS_AT_ONCE;                               \
@@ -104,7 +106,7 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
       for (int64_t p = 0; p < tiled; p += TILE) {                                                              \
         lanes sums[ROWS_AT_ONCE][KEY_VECTORS] = {{{0}}};                                                       \
         for (int d = 0; d < HEAD_DIM; ++d) {                                                                   \
-          const T* keys = k + d * s + p;                                                                       \
+          const T* keys = k + d * stride + p;                                                                  \
           for (int line = 0; line < TILE; line += LINE)                                                        \
             __builtin_prefetch(keys + KEYS_AHEAD / sizeof(T) + line, 0, 3);                                    \
           lanes key[KEY_VECTORS];                                                                              \
@@ -126,7 +128,7 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
       for (int64_t p = tiled; p < s; ++p)                                                                      \
         for (int64_t r = 0; r < count; ++r) {                                                                  \
           float sum = 0.0f;                                                                                    \
-          for (int d = 0; d < HEAD_DIM; ++d) sum += queries[r][d] * KIND(k + d * s + p);                       \
+          for (int d = 0; d < HEAD_DIM; ++d) sum += queries[r][d] * KIND(k + d * stride + p);                  \
           scores[(first + r) * s + p] = sum + (bias ? bias[p] : 0.0f);                                         \
         }                                                                                                      \
     }                                                                                                          \
@@ -158,10 +160,11 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
     }                                                                                                          \
   }                                                                                                            \
                                                                                                                \
-  /* The entry point: q (docs, heads, rows, 64) fp32, k (docs, heads, 64, s), v (docs, heads, s, 64), bias     \
-   * (docs, s) fp32 or NULL -> out (docs, heads, rows, 64) fp32. Returns 0, or 1 when out of memory. */        \
+  /* The entry point: q (docs, heads, rows, 64) fp32, k (docs, heads, 64, key_stride: the first s of each      \
+   * row), v (docs, heads, s, 64), bias (docs, s) fp32 or NULL -> out (docs, heads, rows, 64) fp32. Returns 0,  \
+   * or 1 when out of memory. */                                                                               \
   int NAME(const float* q, const T* k, const T* v, const float* bias, float* out, int64_t docs, int64_t heads, \
-           int64_t rows, int64_t s, float scale, int threads) {                                                \
+           int64_t rows, int64_t s, int64_t key_stride, float scale, int threads) {                            \
     int64_t padded = (rows + ROWS_AT_ONCE - 1) / ROWS_AT_ONCE * ROWS_AT_ONCE;                                  \
     int failed = 0;                                                                                            \
     _Pragma("omp parallel for num_threads(threads) schedule(static) reduction(|:failed)")                      \
@@ -173,7 +176,8 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
       }                                                                                                        \
       float* inverse = scores + padded * s;                                                                    \
       const float* doc_bias = bias ? bias + task / heads * s : 0;                                              \
-      NAME##_scores(q + task * rows * HEAD_DIM, k + task * s * HEAD_DIM, doc_bias, scores, rows, s, scale);    \
+      NAME##_scores(q + task * rows * HEAD_DIM, k + task * key_stride * HEAD_DIM, doc_bias, scores, rows, s,   \
+                    key_stride, scale);                                                                        \
       exponentiate(scores, inverse, rows, s);                                                                  \
       NAME##_values(scores, inverse, v + task * s * HEAD_DIM, out + task * rows * HEAD_DIM, rows, s);          \
       free(scores);                                                                                            \

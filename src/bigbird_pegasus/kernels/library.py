@@ -103,7 +103,7 @@ def declare(library: ctypes.CDLL) -> None:
     library.few_row_int8_linear_supported.argtypes = []
     library.few_row_int8_linear_supported.restype = ctypes.c_int
     for attention in (library.few_query_attention_float32, library.few_query_attention_bfloat16):
-        attention.argtypes = [pointer] * 5 + [size] * 4 + [ctypes.c_float, ctypes.c_int]
+        attention.argtypes = [pointer] * 5 + [size] * 5 + [ctypes.c_float, ctypes.c_int]
         attention.restype = ctypes.c_int
     library.few_query_self_attention.argtypes = [pointer] * 5 + [size, pointer] + [size] * 4 + [ctypes.c_float,
                                                                                                  ctypes.c_int]
@@ -137,19 +137,19 @@ def _check_linear(library: ctypes.CDLL) -> str | None:
 
 def _check_attention(library: ctypes.CDLL) -> str | None:
     """The attention kernel against SDPA in fp32 over fp32 and bf16 keys/values: 1 to 11 query rows, 2 documents
-    of 75 positions (a tile of 64 and a tail), the second's last 7 masked."""
+    of 75 positions (a tile of 64 and a tail), the second's last 7 masked, the keys' rows padded to 80."""
     generator = torch.Generator().manual_seed(0)
     bias = torch.zeros(2, 1, 1, 75)
     bias[1, ..., -7:] = torch.finfo(torch.float32).min
     for dtype in (torch.float32, torch.bfloat16):
         name = "few_query_attention_float32" if dtype == torch.float32 else "few_query_attention_bfloat16"
         keys, values = (torch.randn(2, 3, 75, ATTENTION_HEAD_DIM, generator=generator).to(dtype) for _ in range(2))
-        position_minor = keys.transpose(-1, -2).contiguous()                           # (2, 3, d, s)
+        position_minor = F.pad(keys.transpose(-1, -2), (0, 5)).contiguous()          # (2, 3, d, s + 5)
         for rows in range(1, 12):
             q = torch.randn(2, 3, rows, ATTENTION_HEAD_DIM, generator=generator)
             out = torch.empty_like(q)
             getattr(library, name)(q.data_ptr(), position_minor.data_ptr(), values.data_ptr(), bias.data_ptr(),
-                                   out.data_ptr(), 2, 3, rows, 75, ATTENTION_HEAD_DIM ** -0.5, 1)
+                                   out.data_ptr(), 2, 3, rows, 75, 80, ATTENTION_HEAD_DIM ** -0.5, 1)
             expected = F.scaled_dot_product_attention(q, keys.float(), values.float(), attn_mask=bias)
             if not torch.allclose(out, expected, atol=1e-4, rtol=1e-4):
                 return f"the built {name} disagrees with torch on {rows} rows (a miscompiled kernel?)"

@@ -288,9 +288,36 @@ def _few_queries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout: 
             and not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))))
 
 
+# The cached keys' rows (a head's features, each of s positions) start an odd number of cache lines apart. Rows a
+# multiple of 4 KiB apart (s = 4096 in fp32: 16 KiB) fall into the same few sets of the CPU's caches, and the
+# attention kernel's scores pass, which reads all 64 rows of a head a line at a time, evicts its own prefetched
+# lines: on a 2-core AMD EPYC Zen 3, that pass over a 4096-token document's 16 layers took 14.2-15.1 ms a step with
+# the rows padded against 18.5-19.7 unpadded (medians of 25 interleaved, scratch `/tmp/s28/harness_i.c`); the whole
+# kernel calls of a step 33.7 against 38.9 ms in fp32, 27.5 against 28.5 in bf16 (medians of 15 alternating,
+# `/tmp/s28/attn_ab.py`); whole fp32 steps 87.1 against 88.6 ms, within the noise (12 alternating, `pad_ab.py`).
+CACHE_LINE_BYTES = 64
+
+
+def _padded_length(s: int, element_size: int) -> int:
+    """The elements a cached key row of s positions takes: an odd number of cache lines."""
+    lines = -(-s * element_size // CACHE_LINE_BYTES)
+    lines += 1 - lines % 2
+    return lines * CACHE_LINE_BYTES // element_size
+
+
+def _position_minor_buffer(docs: int, heads: int, d: int, s: int, *, dtype: torch.dtype,
+                           device: torch.device) -> torch.Tensor:
+    """An empty (docs, heads, d, s) tensor for keys stored position-minor, each row padded (`_padded_length`)."""
+    stored = torch.empty(docs, heads, d, _padded_length(s, dtype.itemsize), dtype=dtype, device=device)
+    return stored[..., :s]                                                             # (docs, h, d, s), padded rows
+
+
 def _position_minor(x: torch.Tensor) -> torch.Tensor:
-    """x (b, h, s, d) stored (b, h, d, s): the same tensor, its positions contiguous per feature."""
-    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    """x (b, h, s, d) stored (b, h, d, s) with padded rows (`_position_minor_buffer`): the same tensor, its
+    positions contiguous per feature."""
+    b, h, s, d = x.shape
+    stored = _position_minor_buffer(b, h, d, s, dtype=x.dtype, device=x.device)       # (b, h, d, s)
+    return stored.copy_(x.transpose(-1, -2)).transpose(-1, -2)                       # (b, h, s, d)
 
 
 def _projects_transposed(projection: nn.Module, states: torch.Tensor) -> bool:
@@ -305,17 +332,21 @@ def _projects_transposed(projection: nn.Module, states: torch.Tensor) -> bool:
 def _projected_position_minor(projection: nn.Module, states: torch.Tensor, *, heads: int,
                               dtype: torch.dtype) -> torch.Tensor:
     """projection(states) for states (docs, s, d_model) as keys (docs, h, s, d) stored position-minor (docs, h, d,
-    s), in `dtype`: W @ states^T per document writes that layout directly (no transposing copy of the keys)."""
+    s) with padded rows (`_position_minor_buffer`), in `dtype`: W @ states^T per document writes that layout
+    directly (no transposing copy of the keys)."""
     docs, s, _ = states.shape
     weight, bias = projection.weight, projection.bias
-    out = torch.empty(docs, weight.shape[0], s, dtype=states.dtype, device=states.device)  # (docs, h*d, s)
+    d = weight.shape[0] // heads
+    out = _position_minor_buffer(docs, heads, d, s, dtype=states.dtype, device=states.device)  # (docs, h, d, s)
+    rows = out.flatten(1, 2)                                                           # (docs, h*d, s), a view
     for doc in range(docs):
         if bias is None:
-            torch.mm(weight, states[doc].t(), out=out[doc])
+            torch.mm(weight, states[doc].t(), out=rows[doc])
         else:
-            torch.addmm(bias[:, None], weight, states[doc].t(), out=out[doc])
-    keys = out.view(docs, heads, -1, s).to(dtype)                                     # (docs, h, d, s)
-    return keys.transpose(-1, -2)                                                      # (docs, h, s, d)
+            torch.addmm(bias[:, None], weight, states[doc].t(), out=rows[doc])
+    if dtype != out.dtype:
+        out = _position_minor_buffer(docs, heads, d, s, dtype=dtype, device=states.device).copy_(out)
+    return out.transpose(-1, -2)                                                       # (docs, h, s, d)
 
 
 def in_dtype(q: torch.Tensor, bias: torch.Tensor | None, *,
