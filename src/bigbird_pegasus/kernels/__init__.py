@@ -5,9 +5,10 @@ values, cached in fp32 or bf16, which reads each once; the self-attention of eac
 through the cache's origins (so that beam search moves no keys); beam search's top-k in one pass; and a whole
 decoding step through all the decoder's layers in one call (`DecoderStep`: the layer norms, activation and residual
 sums between those kernels, without PyTorch's per-operator dispatch); and the encoder's block-sparse attention, each
-query block over its key blocks where they lie (`block_attention`: no gathered copies).
+query block over its key blocks where they lie (`block_attention`: no gathered copies); and a linear layer's bias
+and activation in place in one pass (`bias_activation_`: the encoder's feed-forward where oneDNN does not fuse it).
 
-They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c, decoder_step.c,
+They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c, activation.c, decoder_step.c,
 block_sparse_attention.c; shared vector math in vectors.h), compiled once per machine on
 first use with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py).
 Where that is not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
@@ -34,9 +35,9 @@ INT8_MAX_ROWS = MAX_ROWS
 MAX_TOP_K = 256
 
 __all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "STEP_ACTIVATIONS", "BlockRows",
-           "DecoderStep", "LayerWeights", "LinearWeights", "attention", "block_attention", "int8_linear", "key_row_stride",
-           "linear",
-           "reset", "self_attention", "serves_attention", "serves_block_attention", "serves_int8_linear",
+           "DecoderStep", "LayerWeights", "LinearWeights", "attention", "bias_activation_", "block_attention",
+           "int8_linear", "key_row_stride", "linear", "reset", "self_attention", "serves_attention",
+           "serves_bias_activation", "serves_block_attention", "serves_int8_linear",
            "serves_linear", "serves_self_attention", "serves_step", "serves_top_k", "top_k", "unavailable_reason",
            "unavailable_step_reason"]
 
@@ -113,6 +114,28 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.
     call(name, q.data_ptr(), k.data_ptr(), v.data_ptr(), _pointer(bias), out.data_ptr(), b, h, r, s,
          key_row_stride(k), d ** -0.5, torch.get_num_threads())
     return out
+
+
+def serves_bias_activation(width: int, *, dtype: torch.dtype, device: torch.device, bias: torch.Tensor | None,
+                           activation: str) -> bool:
+    """Whether `bias_activation_` takes a contiguous (..., width) tensor of `dtype` on `device`: fp32 on the CPU,
+    width a multiple of LANES, bias (width,) fp32 contiguous or None, an activation of STEP_ACTIVATIONS (by the
+    config's name), no gradients, the kernels built."""
+    return (activation in STEP_ACTIVATIONS and width > 0 and width % LANES == 0
+            and dtype == torch.float32 and torch.device(device).type == "cpu"
+            and (bias is None or (bias.shape == (width,) and bias.dtype == torch.float32 and bias.is_contiguous()
+                                  and bias.device.type == "cpu"))
+            and not (torch.is_grad_enabled() and bias is not None and bias.requires_grad)
+            and loaded() is not None)
+
+
+def bias_activation_(y: torch.Tensor, *, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    """y (..., n) contiguous = activation(y + bias) in place, one pass, where `serves_bias_activation` holds (and
+    y needs no gradient); returns y."""
+    n = y.shape[-1]
+    call("bias_activation", y.data_ptr(), _pointer(bias), y.numel() // n, n, STEP_ACTIVATIONS[activation],
+         torch.get_num_threads())
+    return y
 
 
 def serves_self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,

@@ -42,8 +42,6 @@ typedef struct {
   step_linear fc1, fc2;
 } step_layer;
 
-enum activation { GELU = 0, GELU_TANH = 1, RELU = 2 };
-
 typedef struct {
   int64_t rows, docs, heads, ffn, capacity, position, source_length;
   int64_t key_stride;      /* of the cross-attention keys' rows: source_length or more (padded) */
@@ -81,40 +79,6 @@ static void layer_norm(const step_norm* norm, const float* x, float* y, int64_t 
     for (int64_t i = 0; i < d; i += LANES)
       *(lanes*)(y + r * d + i) = (load_float32(row + i) - mean) * inverse_std * load_float32(norm->norm_weight + i) +
                                  load_float32(norm->norm_bias + i);
-  }
-}
-
-static inline lanes absolute(lanes x) { return (lanes)((words)x & 0x7fffffff); }
-static inline lanes with_sign_of(lanes magnitude, lanes sign) {
-  return (lanes)((words)magnitude | ((words)sign & (int32_t)0x80000000));
-}
-
-/* erf(x) within 1.5e-7 (Abramowitz and Stegun 7.1.26: 1 - (a1 t + ... + a5 t^5) e^(-x^2), t = 1 / (1 + p |x|)). */
-static inline lanes erf_lanes(lanes x) {
-  lanes a = absolute(x);
-  lanes t = 1.0f / (1.0f + 0.3275911f * a);
-  lanes poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
-  return with_sign_of(1.0f - poly * exp_nonpositive(-(a * a)), x);
-}
-
-/* tanh(x) = sign(x) (1 - e^(-2|x|)) / (1 + e^(-2|x|)). */
-static inline lanes tanh_lanes(lanes x) {
-  lanes e = exp_nonpositive(-2.0f * absolute(x));
-  return with_sign_of((1.0f - e) / (1.0f + e), x);
-}
-
-/* The feed-forward activation in place over n values (a multiple of LANES). */
-static void activate(float* x, int64_t n, int activation) {
-  for (int64_t i = 0; i < n; i += LANES) {
-    lanes v = load_float32(x + i), y;
-    if (activation == GELU) {
-      y = 0.5f * v * (1.0f + erf_lanes(v * 0.70710678118654752f));
-    } else if (activation == GELU_TANH) {
-      y = 0.5f * v * (1.0f + tanh_lanes(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-    } else {
-      y = larger(v, (lanes){0});
-    }
-    *(lanes*)(x + i) = y;
   }
 }
 
@@ -183,7 +147,7 @@ static int feed_forward_block(const step_layer* layer, const step_shape* shape, 
   layer_norm(&layer->final_norm, x, normed, shape->rows, d, shape->norm_eps);
   int failed = linear(&layer->fc1, normed, hidden, shape->rows, shape->threads);
   if (failed) return failed;
-  activate(hidden, shape->rows * shape->ffn, shape->activation);
+  bias_activation(hidden, NULL, shape->rows, shape->ffn, shape->activation, 1);
   if ((failed = linear(&layer->fc2, hidden, projected, shape->rows, shape->threads))) return failed;
   add_into(x, projected, shape->rows * d);
   return 0;

@@ -16,4 +16,7 @@ int few_query_attention_bfloat16(const float* q, const uint16_t* k, const uint16
 int few_query_self_attention(const float* q, const float* k, const float* v, const int64_t* origins,
                              const float* bias, int64_t bias_rows, float* out, int64_t rows, int64_t heads,
                              int64_t capacity, int64_t length, float scale, int threads);
+/* The activations of bias_activation (activation.c): the config's names map to these in kernels/decoder_step.py. */
+enum activation { GELU = 0, GELU_TANH = 1, RELU = 2 };
+int bias_activation(float* y, const float* bias, int64_t rows, int64_t n, int activation, int threads);
 #endif

@@ -30,6 +30,7 @@ PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
                  "few_query_attention_bfloat16": "bigbird_pegasus::few_query_attention",
                  "few_query_self_attention": "bigbird_pegasus::few_query_self_attention",
                  "top_k": "bigbird_pegasus::top_k",
+                 "bias_activation": "bigbird_pegasus::bias_activation",
                  "decoder_step": "bigbird_pegasus::decoder_step",
                  "block_sparse_attention_float32": "bigbird_pegasus::block_sparse_attention",
                  "block_sparse_attention_bfloat16": "bigbird_pegasus::block_sparse_attention"}
@@ -60,7 +61,8 @@ def loaded() -> ctypes.CDLL | None:
     if (error := _check_linear(library)) is not None:
         _give_up(error, warn=True)
         return None
-    if (error := _check_attention(library) or _check_self_attention(library) or _check_top_k(library)) is not None:
+    if (error := _check_attention(library) or _check_self_attention(library) or _check_top_k(library)
+                 or _check_bias_activation(library)) is not None:
         _give_up(error, warn=True)
         return None
     if not library.few_query_attention_supported():
@@ -112,6 +114,8 @@ def declare(library: ctypes.CDLL) -> None:
     library.top_k.restype = ctypes.c_int
     library.few_query_attention_supported.argtypes = []
     library.few_query_attention_supported.restype = ctypes.c_int
+    library.bias_activation.argtypes = [pointer, pointer, size, size, ctypes.c_int, ctypes.c_int]
+    library.bias_activation.restype = ctypes.c_int
     library.decoder_step.argtypes = [pointer, size, pointer, pointer]
     library.decoder_step.restype = ctypes.c_int
     for block_sparse in (library.block_sparse_attention_float32, library.block_sparse_attention_bfloat16):
@@ -191,6 +195,18 @@ def _check_top_k(library: ctypes.CDLL) -> str | None:
     x[1, 7] = float("nan")
     if library.top_k(x.data_ptr(), 2, 300, 3, values.data_ptr(), indices.data_ptr(), 2) != 2:
         return "the built top_k does not refuse a NaN (a miscompiled kernel?)"
+    return None
+
+
+def _check_bias_activation(library: ctypes.CDLL) -> str | None:
+    """The bias-and-activation kernel against PyTorch's GELU, tanh GELU and ReLU of y + bias, 3 rows of 2 x LANES."""
+    generator = torch.Generator().manual_seed(0)
+    y, bias = 3 * torch.randn(3, 2 * LANES, generator=generator), torch.randn(2 * LANES, generator=generator)
+    for code, apply in enumerate((F.gelu, functools.partial(F.gelu, approximate="tanh"), F.relu)):  # GELU, GELU_TANH, RELU
+        out = y.clone()
+        status = library.bias_activation(out.data_ptr(), bias.data_ptr(), 3, 2 * LANES, code, 2)
+        if status != 0 or not torch.allclose(out, apply(y + bias), atol=1e-5, rtol=1e-5):
+            return f"the built bias_activation disagrees with torch for activation {code} (a miscompiled kernel?)"
     return None
 
 
