@@ -87,9 +87,9 @@ def int8_linear(x: torch.Tensor, weight: torch.Tensor, *, scales: torch.Tensor, 
 
 def serves_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether `attention` takes q (b, h, r, ATTENTION_HEAD_DIM) fp32 over k, v (b, h, s, ATTENTION_HEAD_DIM) in
-    fp32 or bf16 (keys position-minor, as the decoder's cache keeps them: `key_row_stride` says how, rows padded or
-    not; values contiguous), bias (b, 1, 1, s) fp32 contiguous or None: on the CPU, no gradients, and the kernel built with
-    AVX2 or AVX-512 (`unavailable_reason(attention=True)`)."""
+    fp32 or bf16 (keys position-minor, as the decoder's cache keeps them, their rows padded or not: see
+    `key_row_stride`; values contiguous), bias (b, 1, 1, s) fp32 contiguous or None: on the CPU, no gradients, and
+    the kernel built with AVX2 or AVX-512 (`unavailable_reason(attention=True)`)."""
     b, h, r, d = q.shape if q.dim() == 4 else (0, 0, 0, 0)
     s = v.shape[-2] if v.dim() == 4 else 0
     tensors = (q, k, v) if bias is None else (q, k, v, bias)

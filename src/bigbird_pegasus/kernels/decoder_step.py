@@ -36,10 +36,10 @@ class _Layer(ctypes.Structure):
 
 class _Shape(ctypes.Structure):
     _fields_ = [("rows", _size), ("docs", _size), ("heads", _size), ("ffn", _size), ("capacity", _size),
-                ("position", _size), ("source_length", _size), ("key_stride", _size), ("origins", _pointer), ("self_bias", _pointer),
-                ("self_bias_rows", _size), ("cross_bias", _pointer), ("cross_bfloat16", ctypes.c_int),
-                ("cross_attention", ctypes.c_int), ("activation", ctypes.c_int), ("norm_eps", ctypes.c_float),
-                ("threads", ctypes.c_int)]
+                ("position", _size), ("source_length", _size), ("key_stride", _size), ("origins", _pointer),
+                ("self_bias", _pointer), ("self_bias_rows", _size), ("cross_bias", _pointer),
+                ("cross_bfloat16", ctypes.c_int), ("cross_attention", ctypes.c_int), ("activation", ctypes.c_int),
+                ("norm_eps", ctypes.c_float), ("threads", ctypes.c_int)]
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,9 @@ class DecoderStep:
         """x (rows, d_model) fp32 contiguous, the first layer's input, becomes the last layer's output (in place).
         keys, values: per layer the self-attention cache as stored (rows, heads, capacity, 64) fp32, this step's
         written at `position`; origins (rows, capacity) int64: the stored row of each row's position (None: its
-        own); self_bias (1 or rows, 1, 1, capacity) fp32; cross_keys (docs, heads, s, 64) position-minor
-        (`key_row_stride`) and
-        cross_values (docs, heads, s, 64) contiguous, fp32 or bf16, per layer, or None without cross-attention;
-        cross_bias (docs, 1, 1, s) fp32 or None."""
+        own); self_bias (1 or rows, 1, 1, capacity) fp32; cross_keys (docs, heads, s, 64) position-minor (rows
+        padded or not: `key_row_stride`) and cross_values (docs, heads, s, 64) contiguous, fp32 or bf16, per layer,
+        or None without cross-attention; cross_bias (docs, 1, 1, s) fp32 or None."""
         shape = self._shape
         shape.rows, shape.capacity, shape.position = x.shape[0], keys[0].shape[2], position
         shape.origins = None if origins is None else origins.data_ptr()

@@ -1,8 +1,8 @@
 /* out (r, 64) = softmax(scale * q (r, 64) @ k (64, s) + bias (s)) @ v (s, 64) per head, in fp32, for a few query
  * rows: a decoding step's cross-attention (the beams of a document, r <= 16) over the document's keys and values,
  * cached in fp32 or bf16. One pass per head reads the keys once (laid out position-minor: each feature's positions
- * contiguous, the features `stride` elements apart: see KEY_ROW_ALIGNMENT in modeling/attention.py) into a row of
- * scores per query, a softmax over each row, and one pass reads the values once
+ * contiguous, the features `stride` elements apart: the cache pads them, see `_padded_length` in
+ * modeling/attention.py) into a row of scores per query, a softmax over each row, and one pass reads the values once
  * (position-major) into the rows' sums; the sums stay in registers, the next positions are prefetched as each is
  * read (the two batched products of PyTorch read them ~35% below bandwidth). Below it, the step's self-attention
  * over each beam's own past (few_query_self_attention).

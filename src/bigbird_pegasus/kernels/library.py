@@ -202,7 +202,8 @@ def _check_bias_activation(library: ctypes.CDLL) -> str | None:
     """The bias-and-activation kernel against PyTorch's GELU, tanh GELU and ReLU of y + bias, 3 rows of 2 x LANES."""
     generator = torch.Generator().manual_seed(0)
     y, bias = 3 * torch.randn(3, 2 * LANES, generator=generator), torch.randn(2 * LANES, generator=generator)
-    for code, apply in enumerate((F.gelu, functools.partial(F.gelu, approximate="tanh"), F.relu)):  # GELU, GELU_TANH, RELU
+    tanh_gelu = functools.partial(F.gelu, approximate="tanh")
+    for code, apply in enumerate((F.gelu, tanh_gelu, F.relu)):                        # GELU, GELU_TANH, RELU
         out = y.clone()
         status = library.bias_activation(out.data_ptr(), bias.data_ptr(), 3, 2 * LANES, code, 2)
         if status != 0 or not torch.allclose(out, apply(y + bias), atol=1e-5, rtol=1e-5):
