@@ -15,14 +15,6 @@ from bigbird_pegasus.modeling.linear import (FEW_ROWS, FUSABLE_ACTIVATIONS, FUSA
 ACTIVATION_NAMES = ["gelu", "gelu_new", "relu"]
 
 
-@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
-def threads(request):
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, kernels.LANES), (3, 5, 2 * kernels.LANES), (300, 1024)])

@@ -16,14 +16,6 @@ def stable_top_k(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values[:, :k], indices[:, :k]
 
 
-@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
-def threads(request):
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("rows, n, k", [(rows, n, k) for rows, n in [(1, 1), (1, 10), (2, 37), (3, 1000), (1, 480515)]
                                         for k in [1, 2, 10, 16] if k <= n])
 def test_top_k_is_torch_topk_on_distinct_values(threads, rows, n, k):
