@@ -207,6 +207,13 @@ def test_cross_attention_cache_reaches_generate(workdir, monkeypatch, capsys, va
     assert seen == [value] and capsys.readouterr().out.strip()
 
 
+def test_quantize_int8_prints_the_int8_summarizers_summaries(workdir, monkeypatch, capsys):
+    monkeypatch.chdir(workdir)
+    assert main(["summarize", "short.txt", "notes.md", *MODEL, "--device", "cpu", "--quantize", "int8"]) == 0
+    quantized = Summarizer(workdir / "tiny", device="cpu", quantize="int8")
+    assert capsys.readouterr().out.splitlines() == quantized([SHORT, NOTES])
+
+
 # ---- errors ----------------------------------------------------------------------------------------------
 
 DOCUMENT_ERRORS = {
@@ -284,6 +291,8 @@ def test_hub_messages_are_printed_once(tmp_path):
     (["blank.txt", "empty.txt", "missing.txt", "--errors", "skip", *MODEL], "no documents to summarize (3 skipped)"),
     (["short.txt", *MODEL, "--max-length", "600"], "a summary of 600 tokens (start token included) is longer than "
                                                    "the model's 512 positions"),
+    (["short.txt", *MODEL, "--quantize", "int8", "--dtype", "bfloat16"],
+     "quantization 'int8' starts from fp32 weights, not bfloat16: leave the dtype unset or use float32"),
 ])
 def test_other_failures_say_what_is_wrong(workdir, monkeypatch, capsys, args, message):
     monkeypatch.chdir(workdir)
@@ -294,6 +303,7 @@ def test_other_failures_say_what_is_wrong(workdir, monkeypatch, capsys, args, me
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
     (["--cross-attention-cache", "keys"], "--cross-attention-cache: invalid choice: 'keys'"),
+    (["--quantize", "int4"], "--quantize: invalid choice: 'int4'"),
 ])
 def test_bad_option_values_are_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as exit_status:

@@ -1,11 +1,15 @@
-"""The Summarizer and summarize(): truncation, chunking, batching and bad arguments."""
+"""The Summarizer and summarize(): truncation, chunking, batching, int8 quantization and bad arguments."""
 
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 import bigbird_pegasus
-from bigbird_pegasus import Summarizer
+from bigbird_pegasus import BigBirdPegasusForConditionalGeneration, Summarizer
+from bigbird_pegasus.modeling.linear import Linear
+from bigbird_pegasus.pipeline.loading import check_quantization
 from bigbird_pegasus.text.newlines import NewlineMode, model_input
 from bigbird_pegasus.text.sentences import paragraphs, split_sentences
 from helpers.cli import MAX_POSITIONS, SUMMARY_TOKENS
@@ -111,6 +115,41 @@ def test_api_rejects_bad_arguments(tiny_checkpoint, summarizer):
         Summarizer(tiny_checkpoint, max_length=600)
     with pytest.raises(ValueError, match="num_beams=0: must be a positive integer"):
         Summarizer(tiny_checkpoint, num_beams=0)
+
+
+def int8_layers(model) -> bool:
+    """Whether every linear layer of `model` was replaced by an int8 one (none is float any more)."""
+    return not any(type(module) in (nn.Linear, Linear) for module in model.modules())
+
+
+def test_quantize_int8_loads_fp32_converts_and_summarizes(tiny_checkpoint, tmp_path, summarizer):
+    """A checkpoint saved in bf16 is read in fp32 and converted; the int8 summaries are whole summaries."""
+    BigBirdPegasusForConditionalGeneration.from_pretrained(tiny_checkpoint, dtype=torch.bfloat16).save_pretrained(
+        tmp_path / "bf16")
+    quantized = Summarizer(tmp_path / "bf16", tokenizer=tiny_checkpoint, device="cpu", quantize="int8")
+    assert quantized.quantize == "int8" and int8_layers(quantized.model)
+    assert all(p.dtype == torch.float32 for p in quantized.model.parameters())
+    texts = ["The council approved the budget. Critics said the figures were incomplete.", long_document(1)]
+    summaries = quantized(texts)
+    assert len(summaries) == 2 and all(summary.strip() for summary in summaries)
+    assert bigbird_pegasus.summarize(texts, model=tmp_path / "bf16", tokenizer=tiny_checkpoint, device="cpu",
+                                     quantize="int8") == summaries
+    assert summarizer.quantize is None and not int8_layers(summarizer.model)
+
+
+def test_quantize_converts_a_model_passed_in_in_place(tiny_checkpoint, tiny_tokenizer):
+    model = BigBirdPegasusForConditionalGeneration.from_pretrained(tiny_checkpoint)
+    assert Summarizer(model, tiny_tokenizer, quantize="int8").model is model and int8_layers(model)
+
+
+def test_quantize_rejects_what_it_cannot_start_from_before_loading(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="unknown quantization 'int4'; use one of int8, int8-bf16-encoder"):
+        Summarizer(tmp_path / "no_such_model", quantize="int4")  # refused before the (missing) weights are read
+    with pytest.raises(ValueError, match="quantization 'int8' starts from fp32 weights, not bfloat16: leave the "
+                                         "dtype unset or use float32"):
+        Summarizer(tiny_checkpoint, device="cpu", dtype="bfloat16", quantize="int8")
+    with pytest.raises(ValueError, match="quantization 'int8' runs on the CPU, not on meta: use device 'cpu'"):
+        check_quantization("int8", dtype=None, device=torch.device("meta"))
 
 
 @pytest.mark.parametrize("long_input", ["truncate", "chunk"])

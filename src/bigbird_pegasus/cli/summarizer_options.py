@@ -11,8 +11,9 @@ from .arguments import non_negative_int, positive_int
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """--model, --dtype, --device, --threads; the group, for a command to add its own model options to."""
-    from ..pipeline.loading import DEFAULT_MODEL
+    """--model, --dtype, --device, --quantize, --threads; the group, for a command to add its own model options
+    to."""
+    from ..pipeline.loading import DEFAULT_MODEL, QUANTIZATIONS
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULT_MODEL,
@@ -20,6 +21,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     model.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                        help="weights and activations dtype (default: as saved)")
     model.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    model.add_argument("--quantize", choices=list(QUANTIZATIONS),
+                       help="int8: int8 linear layers and a bf16 cross-attention cache, faster on the CPU (summaries "
+                            "may differ a little); int8-bf16-encoder: also the encoder in bf16, for CPUs with AMX "
+                            "or AVX512-BF16. CPU and fp32 weights only (default: none)")
     model.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's choice)")
     return model
 
@@ -60,10 +65,10 @@ def build_summarizer(args: argparse.Namespace, *, batch_size: int):
     from ..pipeline.summarizer import Summarizer
 
     try:
-        return Summarizer(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
-                          batch_size=batch_size, long_input=args.long_input, chunk_overlap=args.chunk_overlap,
-                          newlines=args.newlines, num_beams=args.num_beams, length_penalty=args.length_penalty,
-                          max_length=args.max_length, min_length=args.min_length,
+        return Summarizer(args.model, dtype=args.dtype, device=args.device, quantize=args.quantize,
+                          threads=args.threads, batch_size=batch_size, long_input=args.long_input,
+                          chunk_overlap=args.chunk_overlap, newlines=args.newlines, num_beams=args.num_beams,
+                          length_penalty=args.length_penalty, max_length=args.max_length, min_length=args.min_length,
                           no_repeat_ngram_size=args.no_repeat_ngram_size,
                           cross_attention_cache=args.cross_attention_cache)
     except ModelLoadError as error:

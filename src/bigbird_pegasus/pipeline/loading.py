@@ -1,5 +1,5 @@
 """Load what the pipeline runs: the summarization model and its tokenizer, by name, with errors that say what
-to do; dtype and device options by name."""
+to do; dtype, device and quantization options by name."""
 
 from __future__ import annotations
 
@@ -12,26 +12,56 @@ from ..checkpoint.hub import is_local
 from ..errors import ModelLoadError
 from ..heads.conditional_generation import BigBirdPegasusForConditionalGeneration
 from ..modeling.linear import slow_products_reason
+from ..modeling.quantization import quantize_int8
 from ..text.tokenizer import PegasusTokenizer
 
 DEFAULT_MODEL = "google/bigbird-pegasus-large-arxiv"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
+# quantize: name -> quantize_int8's keywords ("int8": the fastest int8 path; with the encoder in bf16, fastest
+# where the CPU has AMX or AVX512-BF16)
+QUANTIZATIONS = {"int8": {}, "int8-bf16-encoder": {"encoder_dtype": torch.bfloat16}}
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError)
 
 
 def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype | None = None,
-               device: str | torch.device | None = None) -> BigBirdPegasusForConditionalGeneration:
+               device: str | torch.device | None = None,
+               quantize: str | None = None) -> BigBirdPegasusForConditionalGeneration:
     """The checkpoint in eval mode; a ModelLoadError that says what is wrong when it cannot be loaded. A warning
-    where the dtype asked for runs several times slower than fp32 on this CPU."""
+    where the dtype asked for runs several times slower than fp32 on this CPU.
+
+    quantize: None, or a name of QUANTIZATIONS ("int8": `quantize_int8(model)`; "int8-bf16-encoder": with the
+    encoder in bf16), applied after loading; it needs the CPU and fp32 weights (the default dtype then)."""
     dtype, device = parse_dtype(dtype), resolve_device(device)
+    if quantize is not None:
+        check_quantization(quantize, dtype=dtype, device=device)  # before the weights are read
+        dtype = torch.float32
     if device.type == "cpu" and (reason := slow_products_reason(dtype)) is not None:
         warnings.warn(f"dtype {str(dtype).removeprefix('torch.')}: {reason}", RuntimeWarning, stacklevel=2)
     try:
-        return BigBirdPegasusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype, device=device)
+        model = BigBirdPegasusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype, device=device)
     except _LOAD_ERRORS as error:
         raise ModelLoadError(f"cannot load the model {str(name_or_path)!r}: {_with_hub_hint(error, name_or_path)}"
                              ) from error
+    return model if quantize is None else quantized(model, quantize)
+
+
+def check_quantization(quantize: str, *, dtype: torch.dtype | None, device: torch.device) -> None:
+    """A ValueError unless `quantize` names a quantization (QUANTIZATIONS) that can start from a model in `dtype`
+    (None: any, it is loaded in fp32) on `device`."""
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantize!r}; use one of {', '.join(QUANTIZATIONS)}")
+    if device.type != "cpu":
+        raise ValueError(f"quantization {quantize!r} runs on the CPU, not on {device}: use device 'cpu'")
+    if dtype not in (None, torch.float32):
+        raise ValueError(f"quantization {quantize!r} starts from fp32 weights, not {str(dtype).removeprefix('torch.')}"
+                         ": leave the dtype unset or use float32")
+
+
+def quantized(model: BigBirdPegasusForConditionalGeneration, quantize: str) -> BigBirdPegasusForConditionalGeneration:
+    """The model quantized in place as `quantize` (a name of QUANTIZATIONS) says; returns it."""
+    check_quantization(quantize, dtype=model.dtype, device=model.device)
+    return quantize_int8(model, **QUANTIZATIONS[quantize])
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PegasusTokenizer:

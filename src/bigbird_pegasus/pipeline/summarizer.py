@@ -31,7 +31,7 @@ from ..text.sentences import paragraphs
 from ..text.tokenizer import PegasusTokenizer
 from .batching import padded_states, run_in_batches
 from .chunking import Chunker
-from .loading import DEFAULT_MODEL, check_vocabulary, load_model, load_tokenizer
+from .loading import DEFAULT_MODEL, check_vocabulary, load_model, load_tokenizer, quantized
 
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_OVERLAP_FRACTION = 8  # windows share up to 1/8 of the model's positions (512 tokens for 4096)
@@ -90,6 +90,9 @@ class Summarizer:
         `tokenizer` too); tokenizer: a `PegasusTokenizer` or where to load one (default: where the model is).
     dtype: "float32", "bfloat16", "float16" or a torch dtype (default: as saved); device: default "cuda" when
         available, else "cpu"; threads: torch's CPU threads (default: torch's choice).
+    quantize: "int8" (`quantize_int8`: int8 linear layers, a bf16 cross-attention cache: faster on the CPU, the
+        summaries may differ a little) or "int8-bf16-encoder" (and the encoder in bf16: for CPUs with AMX or
+        AVX512-BF16); on the CPU, from fp32 weights; a model passed in is quantized in place. Default None.
     batch_size: model inputs per batch (grouped by length); long_input: "truncate" or "chunk";
         chunk_overlap: tokens that consecutive windows may share (default: 1/8 of the positions);
         newlines: "auto" (paragraph breaks as `<n>` when the vocabulary has that piece), "token" or "space".
@@ -102,7 +105,7 @@ class Summarizer:
     def __init__(self, model: str | os.PathLike | BigBirdPegasusForConditionalGeneration = DEFAULT_MODEL,
                  tokenizer: str | os.PathLike | PegasusTokenizer | None = None, *,
                  dtype: str | torch.dtype | None = None, device: str | torch.device | None = None,
-                 threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 quantize: str | None = None, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  long_input: str | LongInput = LongInput.TRUNCATE, chunk_overlap: int | None = None,
                  newlines: str | NewlineMode = NewlineMode.AUTO,
                  cross_attention_cache: str | CrossAttentionCache = CrossAttentionCache.KEYS_AND_VALUES,
@@ -117,9 +120,10 @@ class Summarizer:
         if isinstance(model, torch.nn.Module):
             if tokenizer is None:
                 raise TypeError("pass `tokenizer` along with a loaded model")
-            self.model = model.eval()
+            self.model = model.eval() if quantize is None else quantized(model.eval(), quantize)
         else:
-            self.model = load_model(model, dtype=dtype, device=device)
+            self.model = load_model(model, dtype=dtype, device=device, quantize=quantize)
+        self.quantize = quantize
         self.tokenizer = tokenizer if isinstance(tokenizer, PegasusTokenizer) else load_tokenizer(tokenizer or model)
         check_vocabulary(self.tokenizer, model=self.model, source=tokenizer or model)
         self.limit = self.model.config.max_position_embeddings
@@ -266,7 +270,7 @@ def summarize(texts: str | Sequence[str], model: str | os.PathLike = DEFAULT_MOD
               ) -> str | list[str]:
     """Summaries of `texts` (one string per text; a single text gives a single string).
 
-    `options` are those of `Summarizer`: dtype, device, threads, batch_size, long_input, chunk_overlap, newlines,
-    cross_attention_cache and the generation keywords. To summarize several times, build a `Summarizer` once instead.
+    `options` are those of `Summarizer`: dtype, device, quantize, threads, batch_size, long_input, chunk_overlap,
+    newlines, cross_attention_cache and the generation keywords. To summarize several times, build a `Summarizer` once instead.
     """
     return Summarizer(model, **options)(texts)

@@ -60,6 +60,7 @@ class SummaryEngine:
             "version": version("bigbird-pegasus"),
             "max_position_embeddings": self.positions,
             "dtype": str(model.dtype).removeprefix("torch."),
+            "quantize": self.defaults.quantize,
             "device": str(model.device),
             "long_input": self.defaults.long_input.value,
             "newlines": self.defaults.newlines.value,
