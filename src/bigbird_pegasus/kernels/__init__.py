@@ -6,10 +6,11 @@ through the cache's origins (so that beam search moves no keys); beam search's t
 decoding step through all the decoder's layers in one call (`DecoderStep`: the layer norms, activation and residual
 sums between those kernels, without PyTorch's per-operator dispatch); and the encoder's block-sparse attention, each
 query block over its key blocks where they lie (`block_attention`: no gathered copies); and a linear layer's bias
-and activation in place in one pass (`bias_activation_`: the encoder's feed-forward where oneDNN does not fuse it).
+and activation in place in one pass (`bias_activation_`: the encoder's feed-forward where oneDNN does not fuse it);
+and int8 weights made from fp32 ones in one pass (`quantize_rows_int8`: quantize_int8's conversion).
 
 They are C (few_row_linear.c, few_row_int8_linear.c, few_query_attention.c, top_k.c, activation.c, decoder_step.c,
-block_sparse_attention.c; shared vector math in vectors.h), compiled once per machine on
+block_sparse_attention.c, quantize.c; shared vector math in vectors.h), compiled once per machine on
 first use with the system's C compiler and cached (build.py), loaded and checked against PyTorch (library.py).
 Where that is not possible (no compiler, BIGBIRD_PEGASUS_KERNELS=0) PyTorch's operators serve instead, and
 `unavailable_reason()` says why.
@@ -23,7 +24,8 @@ from .block_sparse_attention import BlockRows, block_attention, serves_block_att
 from .decoder_step import (STEP_ACTIVATIONS, DecoderStep, LayerWeights, LinearWeights, serves_step,
                            unavailable_step_reason)
 from .key_layout import key_row_stride
-from .library import ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, call, loaded, reset, unavailable_reason
+from .library import (ATTENTION_HEAD_DIM, INT8_LANES, LANES, MAX_ROWS, call, loaded, quantized_rows, reset,
+                      unavailable_reason)
 
 # Rows the int8 kernel serves (one pass over the weights, each row quantized with its own scale, so that a document's
 # numbers do not depend on the others in its batch); past them PyTorch's int8 product, the rows quantized the same
@@ -36,7 +38,8 @@ MAX_TOP_K = 256
 
 __all__ = ["ATTENTION_HEAD_DIM", "INT8_MAX_ROWS", "LANES", "MAX_ROWS", "MAX_TOP_K", "STEP_ACTIVATIONS", "BlockRows",
            "DecoderStep", "LayerWeights", "LinearWeights", "attention", "bias_activation_", "block_attention",
-           "int8_linear", "key_row_stride", "linear", "reset", "self_attention", "serves_attention",
+           "int8_linear", "key_row_stride", "linear", "quantize_rows_int8", "reset", "self_attention",
+           "serves_attention",
            "serves_bias_activation", "serves_block_attention", "serves_int8_linear",
            "serves_linear", "serves_self_attention", "serves_step", "serves_top_k", "top_k", "unavailable_reason",
            "unavailable_step_reason"]
@@ -136,6 +139,27 @@ def bias_activation_(y: torch.Tensor, *, bias: torch.Tensor | None, activation: 
     call("bias_activation", y.data_ptr(), _pointer(bias), y.numel() // n, n, STEP_ACTIVATIONS[activation],
          torch.get_num_threads())
     return y
+
+
+def quantize_rows_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """weight (out, in) fp32 quantized to int8 per row, symmetrically: its steps (out, in) int8, scales (out,) fp32
+    and the steps' sums (out,) int32, as `library.quantized_rows` computes them (to the bit): in one pass over the
+    weight where the kernels are built and it is on the CPU, with PyTorch's operators elsewhere. A ValueError when
+    the weight holds NaN or infinity (no scale represents it)."""
+    if weight.device.type == "cpu" and loaded() is not None:
+        weight = weight.contiguous()                                                   # (out, in)
+        steps = torch.empty(weight.shape, dtype=torch.int8)                            # (out, in)
+        scales = torch.empty(weight.shape[0], dtype=torch.float32)                     # (out,)
+        sums = torch.empty(weight.shape[0], dtype=torch.int32)                         # (out,)
+        finite = call("quantize_rows_int8", weight.data_ptr(), steps.data_ptr(), scales.data_ptr(), sums.data_ptr(),
+                      weight.shape[0], weight.shape[1], torch.get_num_threads(), refused_when=1) == 0
+    else:
+        finite = bool(torch.isfinite(weight).all())
+        steps, scales, sums = quantized_rows(weight)
+    if not finite:
+        raise ValueError(f"cannot quantize a weight of shape {tuple(weight.shape)} to int8: it holds NaN or infinite "
+                         "values")
+    return steps, scales, sums
 
 
 def serves_self_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,

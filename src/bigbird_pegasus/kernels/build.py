@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 SOURCES = ("few_row_linear.c", "few_row_int8_linear.c", "few_query_attention.c", "top_k.c", "activation.c",
-           "decoder_step.c", "block_sparse_attention.c")
+           "decoder_step.c", "block_sparse_attention.c", "quantize.c")
 HEADERS = ("kernels.h", "vectors.h")  # included by the sources: part of what a build depends on
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 BUILD_SECONDS = 120

@@ -31,6 +31,7 @@ PROFILE_NAMES = {"few_row_linear": "bigbird_pegasus::few_row_linear",
                  "few_query_self_attention": "bigbird_pegasus::few_query_self_attention",
                  "top_k": "bigbird_pegasus::top_k",
                  "bias_activation": "bigbird_pegasus::bias_activation",
+                 "quantize_rows_int8": "bigbird_pegasus::quantize_rows_int8",
                  "decoder_step": "bigbird_pegasus::decoder_step",
                  "block_sparse_attention_float32": "bigbird_pegasus::block_sparse_attention",
                  "block_sparse_attention_bfloat16": "bigbird_pegasus::block_sparse_attention"}
@@ -62,7 +63,7 @@ def loaded() -> ctypes.CDLL | None:
         _give_up(error, warn=True)
         return None
     if (error := _check_attention(library) or _check_self_attention(library) or _check_top_k(library)
-                 or _check_bias_activation(library)) is not None:
+                 or _check_bias_activation(library) or _check_quantize_rows(library)) is not None:
         _give_up(error, warn=True)
         return None
     if not library.few_query_attention_supported():
@@ -116,6 +117,8 @@ def declare(library: ctypes.CDLL) -> None:
     library.few_query_attention_supported.restype = ctypes.c_int
     library.bias_activation.argtypes = [pointer, pointer, size, size, ctypes.c_int, ctypes.c_int]
     library.bias_activation.restype = ctypes.c_int
+    library.quantize_rows_int8.argtypes = [pointer] * 4 + [size] * 2 + [ctypes.c_int]
+    library.quantize_rows_int8.restype = ctypes.c_int
     library.decoder_step.argtypes = [pointer, size, pointer, pointer]
     library.decoder_step.restype = ctypes.c_int
     for block_sparse in (library.block_sparse_attention_float32, library.block_sparse_attention_bfloat16):
@@ -209,6 +212,30 @@ def _check_bias_activation(library: ctypes.CDLL) -> str | None:
         if status != 0 or not torch.allclose(out, apply(y + bias), atol=1e-5, rtol=1e-5):
             return f"the built bias_activation disagrees with torch for activation {code} (a miscompiled kernel?)"
     return None
+
+
+def _check_quantize_rows(library: ctypes.CDLL) -> str | None:
+    """The weight quantizer against `quantized_rows` on 5 rows of 2 x LANES + 3 (a row of zeros among them)."""
+    weight = torch.randn(5, 2 * LANES + 3, generator=torch.Generator().manual_seed(0))
+    weight[2] = 0
+    steps = torch.empty(weight.shape, dtype=torch.int8)
+    scales, sums = torch.empty(5), torch.empty(5, dtype=torch.int32)
+    status = library.quantize_rows_int8(weight.data_ptr(), steps.data_ptr(), scales.data_ptr(), sums.data_ptr(), 5,
+                                        weight.shape[1], 2)
+    expected = quantized_rows(weight)
+    if status != 0 or not all(torch.equal(a, b) for a, b in zip((steps, scales, sums), expected)):
+        return "the built quantize_rows_int8 disagrees with torch (a miscompiled kernel?)"
+    return None
+
+
+def quantized_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the weight quantizer computes, with PyTorch's operators: weight (out, in) fp32 -> its int8 steps
+    (out, in), scales (out,) fp32 (max |w| / 127 per row, 1 for a row of zeros) and the steps' sums (out,) int32;
+    the steps are weight / scale rounded to the nearest integer (ties to even) and clamped to +-127."""
+    largest = torch.maximum(-weight.amin(1), weight.amax(1))                       # (out,) max |w|, no copy
+    scales = torch.where(largest > 0, largest / 127, 1.0)
+    steps = (weight / scales[:, None]).round_().clamp_(-127, 127)                  # (out, in): one temporary
+    return steps.to(torch.int8), scales, steps.to(torch.int32).sum(1, dtype=torch.int32)
 
 
 def _check_int8_linear(library: ctypes.CDLL) -> str | None:

@@ -97,8 +97,18 @@ def _into_pytorchs_int8_layers(model: nn.Module, *, keep: set[nn.Module]) -> Non
         layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))
                   and any(type(child) is nn.Linear for child in module.modules())]  # those left to convert
         for part in (*layers, model):  # a layer at a time, so that each one's fp32 pages leave as it is converted
+            _check_finite_linears(part)
             with releasing_replaced_weights(model, part=part):
                 quantize_dynamic(part, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+
+
+def _check_finite_linears(part: nn.Module) -> None:
+    """A ValueError naming the first plain nn.Linear in `part` whose weight holds NaN or infinity (PyTorch's
+    quantizer would turn it into garbage silently; Int8Linear refuses it too)."""
+    for name, module in part.named_modules():
+        if type(module) is nn.Linear and not bool(torch.isfinite(module.weight).all()):
+            raise ValueError(f"cannot quantize {name or type(part).__name__}: its weight of shape "
+                             f"{tuple(module.weight.shape)} holds NaN or infinite values")
 
 
 def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
