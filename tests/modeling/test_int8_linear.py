@@ -213,18 +213,51 @@ def test_quantize_int8_puts_the_decoding_steps_layers_in_the_kernel_where_the_in
         for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
                      "encoder_attn.q_proj", "encoder_attn.out_proj", "fc1", "fc2"):
             assert isinstance(layer.get_submodule(name), Int8Linear), name
-        for name in ("encoder_attn.k_proj", "encoder_attn.v_proj"):   # once per document: PyTorch's int8
-            assert isinstance(layer.get_submodule(name), torch.ao.nn.quantized.dynamic.Linear), name
-    assert not any(isinstance(m, Int8Linear) for m in model.model.encoder.modules())
+            assert layer.get_submodule(name).weight is not None, name
+        for name in ("encoder_attn.k_proj", "encoder_attn.v_proj"):   # once per document: many rows
+            assert packed_only(layer.get_submodule(name)), name
+    assert all(packed_only(m) for m in model.model.encoder.modules() if isinstance(m, (nn.Linear, Int8Linear)))
+    assert model.lm_head.weight is not None
+    ids = torch.randint(2, 96, (1, 40))
+    with torch.inference_mode():
+        assert model.generate(ids, num_beams=3, max_new_tokens=6, min_new_tokens=6).shape == (1, 7)
 
 
-def test_quantize_int8_keeps_pytorchs_layers_without_an_exact_int8_product_nor_the_kernel(monkeypatch):
+def packed_only(module: nn.Module) -> bool:
+    return isinstance(module, Int8Linear) and module.weight is None
+
+
+def test_quantize_int8_packs_every_layer_without_an_exact_int8_product_nor_the_kernel(monkeypatch, tmp_path):
     monkeypatch.setattr(quantization, "exact_int8_products", lambda: False)
     torch.manual_seed(0)
     classifier = quantize_int8(BigBirdPegasusForSequenceClassification(generation_config()).eval())
-    assert not any(isinstance(m, Int8Linear) for m in classifier.modules())
+    linears = [m for m in classifier.modules() if isinstance(m, (nn.Linear, Int8Linear))]
+    assert linears and all(packed_only(m) for m in linears)   # no LM head: the decoder runs whole sequences
     library.loaded()
     monkeypatch.setitem(library._reasons, "int8", "this CPU has no AVX-512 VNNI (pretended)")
     generator = quantize_int8(BigBirdPegasusForConditionalGeneration(generation_config()).eval())
-    assert not any(isinstance(m, Int8Linear) for m in generator.modules())
-    assert isinstance(generator.lm_head, torch.ao.nn.quantized.dynamic.Linear)
+    assert all(packed_only(m) for m in generator.modules() if isinstance(m, (nn.Linear, Int8Linear)))
+    assert packed_only(generator.lm_head)
+    ids = torch.randint(2, 96, (1, 40))
+    with torch.inference_mode():
+        assert generator.generate(ids, num_beams=3, max_new_tokens=6, min_new_tokens=6).shape == (1, 7)
+    with pytest.raises(ValueError, match="cannot save weights that are not floating-point tensors"):
+        generator.save_pretrained(tmp_path)    # refused, though the packed layers hold no int8 weight tensor
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # the oracle: PyTorch's int8 Linear
+def test_a_layer_keeping_only_its_packed_weights_is_pytorchs_int8_layer_for_every_row_count(monkeypatch):
+    monkeypatch.setattr(int8_linear, "exact_int8_products", lambda: False)
+    layer = float_layer()
+    int8 = Int8Linear.from_float(layer)
+    pytorchs = torch.ao.nn.quantized.dynamic.Linear(128, 96)
+    zero_points = torch.zeros(96, dtype=torch.long)
+    pytorchs.set_weight_bias(torch._make_per_channel_quantized_tensor(
+        int8.weight, int8.weight_scale.double(), zero_points, 0), layer.bias.detach())
+    assert int8.keep_only_packed() is int8 and int8.weight is None and "packed only" in repr(int8)
+    with torch.no_grad():
+        for rows in (1, 5, kernels.INT8_MAX_ROWS + 3):
+            x = torch.randn(rows, 128)
+            assert torch.equal(int8(x), pytorchs(x)), rows
+        with pytest.raises(ValueError, match="takes fp32 CPU inputs, not bfloat16 on cpu"):
+            int8(torch.randn(2, 128, dtype=torch.bfloat16))

@@ -77,8 +77,9 @@ def _fit(layers: nn.ModuleList) -> tuple[str | None, list[kernels.LayerWeights]]
     if any(type(norm) is not nn.LayerNorm or norm.weight is None or norm.bias is None or norm.eps != norms[0].eps
            for norm in norms):
         return "the layer norms are not affine LayerNorms of one eps", []
-    if any(type(linear) not in (Linear, nn.Linear, Int8Linear) for layer in layers for linear in _linears(layer)):
-        return "a linear layer of another kind", []
+    if any(type(linear) not in (Linear, nn.Linear, Int8Linear) or linear.weight is None
+           for layer in layers for linear in _linears(layer)):
+        return "a linear layer of another kind, or int8 weights packed for PyTorch's product only", []
     heads = first.self_attn.num_heads
     if first.self_attn_layer_norm.normalized_shape != (heads * kernels.ATTENTION_HEAD_DIM,):
         return f"head size {first.self_attn_layer_norm.normalized_shape[0] // heads}, not 64", []

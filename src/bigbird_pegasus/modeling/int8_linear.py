@@ -22,7 +22,8 @@ class Int8Linear(nn.Module):
     (`int8_matmul`), with the kernel's arithmetic (the same numbers, to the bit, where tested). Where that product
     is not oneDNN's exact one (a CPU without AVX-512 VNNI), rows the kernel does not take go to PyTorch's int8
     dynamic product (fbgemm; the input quantized per tensor, 7 bits) over a packed copy of the weights made on the
-    first such call. Inference only."""
+    first such call; a layer that only runs many rows keeps that copy alone (`keep_only_packed`). Inference
+    only."""
 
     def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, *,
                  weight_sums: torch.Tensor | None = None) -> None:
@@ -45,11 +46,27 @@ class Int8Linear(nn.Module):
         steps, scale, sums = kernels.quantize_rows_int8(linear.weight.detach().float())
         return cls(steps, scale, linear.bias, weight_sums=sums)
 
+    def keep_only_packed(self) -> Int8Linear:
+        """Make the packed copy for PyTorch's int8 dynamic product now and drop the int8 weight (in place; returns
+        self): every row count then takes that product. For layers that run many rows (an encoder's, the
+        cross-attention key/value projections) where PyTorch's int8 product is not exact: the weights held once,
+        packed before the first input (what `torch.ao`'s dynamic layers hold, made in one packing, not three)."""
+        if self._exact_many_rows:
+            raise ValueError("PyTorch's int8 product is exact here: many rows go through it, not a packed copy")
+        self._packed()
+        self.weight = None
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.compiler.is_compiling() and kernels.serves_int8_linear(x, self.weight):
+        if self.weight is None:                                                        # keep_only_packed
+            if x.device.type != "cpu" or x.dtype != torch.float32:
+                raise ValueError(f"this int8 layer holds only weights packed for PyTorch's int8 product on the CPU: "
+                                 f"it takes fp32 CPU inputs, not {str(x.dtype).removeprefix('torch.')} on "
+                                 f"{x.device}")
+        elif not torch.compiler.is_compiling() and kernels.serves_int8_linear(x, self.weight):
             return kernels.int8_linear(x, self.weight, scales=self.weight_scale, sums=self.weight_sums,
                                        bias=self.bias)
-        if x.device.type != "cpu" or x.dtype != torch.float32:
+        elif x.device.type != "cpu" or x.dtype != torch.float32:
             return F.linear(x, (self.weight.to(x.dtype) * self.weight_scale[:, None].to(x.dtype)),
                             None if self.bias is None else self.bias.to(x.dtype))
         rows = x.reshape(-1, self.in_features)                                         # (rows, in)
@@ -71,4 +88,5 @@ class Int8Linear(nn.Module):
         return self._packed_for_many_rows
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        packed = ", packed only" if self.weight is None else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{packed}"

@@ -3,9 +3,9 @@ keys/values cached in bf16, and the encoder in bf16.
 
 int8: weights are stored as int8 per output channel and activations quantized on the fly, a row at a time
 (Int8Linear): a decoding step's few rows in the package's int8 kernel (AVX-512 VNNI or AVX2), more rows in
-PyTorch's int8 matrix product where it is oneDNN's and exact (CPUs with AVX-512 VNNI). On other CPUs, the layers
-a decoding step runs stay Int8Linear where the kernel serves and the others become PyTorch's int8 dynamic layers
-(fbgemm, AVX2). Embeddings, LayerNorms and attention
+PyTorch's int8 matrix product where it is oneDNN's and exact (CPUs with AVX-512 VNNI). On other CPUs, more rows go
+to PyTorch's int8 dynamic product (fbgemm, AVX2), and the layers that only run many rows (the encoder's, the
+cross-attention key/value projections) hold only their weights packed for it. Embeddings, LayerNorms and attention
 stay in float.
 """
 
@@ -30,10 +30,11 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
                   encoder_dtype: torch.dtype | None = None) -> nn.Module:
     """The fastest reduced-traffic path: replace every nn.Linear of `model` (in place, on the CPU) by an int8
     counterpart, and cache the decoder's cross-attention keys/values in `cross_attention_dtype` (None: in fp32,
-    as the activations); returns the model. They become Int8Linear (each input row quantized with its own scale)
-    where PyTorch's int8 product is exact (CPUs with AVX-512 VNNI: `int8_matmul.exact_int8_products`); elsewhere the
-    layers a decoding step runs become Int8Linear where the package's int8 kernel serves, the others PyTorch's
-    int8 dynamic layers (fbgemm).
+    as the activations); returns the model. They become Int8Linear (each input row quantized with its own scale);
+    where PyTorch's int8 product is not exact (CPUs without AVX-512 VNNI: `int8_matmul.exact_int8_products`) their
+    many rows go to PyTorch's int8 dynamic product (fbgemm), and the layers that run only many rows (all but those
+    a decoding step runs where the package's int8 kernel serves) hold only the weights packed for it. A weight
+    holding NaN or infinity raises a ValueError.
 
     encoder_dtype: run the encoder in this dtype instead (its linear layers stay float; its outputs come back in
     fp32), and the decoder's cross-attention key/value projections too (encoder work: once per document, over
@@ -63,83 +64,57 @@ def quantize_int8(model: nn.Module, *, cross_attention_dtype: torch.dtype | None
         with releasing_replaced_weights(model):
             kept_float = set(_run_encoder_in(encoder, dtype=encoder_dtype).modules())
             kept_float |= _project_cross_attention_in(model, dtype=encoder_dtype)
-    if exact_int8_products():
-        _into_int8_linear(model, keep=kept_float)
-    else:
-        _into_pytorchs_int8_layers(model, keep=kept_float)
+    _into_int8_linear(model, keep=kept_float, packed_only=set() if exact_int8_products() else _many_row_linears(model))
     return model
 
 
-def _into_int8_linear(model: nn.Module, *, keep: set[nn.Module]) -> None:
-    """Replace every linear layer of `model` but those in `keep` by Int8Linear (in place), the LM head first, then
-    a layer at a time, so that each one's fp32 pages leave as it is converted."""
+def _into_int8_linear(model: nn.Module, *, keep: set[nn.Module], packed_only: set[nn.Module]) -> None:
+    """Replace every linear layer of `model` but those in `keep` by Int8Linear (in place), those in `packed_only`
+    holding only their weights packed for PyTorch's int8 product (`keep_only_packed`); the LM head first, then a
+    layer at a time, so that each one's fp32 pages leave as it is converted."""
     if isinstance(getattr(model, "lm_head", None), nn.Linear):
-        _lm_head_into_int8_linear(model)
+        _lm_head_into_int8_linear(model, packed_only=model.lm_head in packed_only)
     layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))
               and any(isinstance(child, nn.Linear) and child not in keep for child in module.modules())]
     for part in (*layers, model):
         with releasing_replaced_weights(model, part=part):
-            _replace_linears(part, keep=keep)
+            _replace_linears(part, keep=keep, packed_only=packed_only)
 
 
-def _into_pytorchs_int8_layers(model: nn.Module, *, keep: set[nn.Module]) -> None:
-    """Where PyTorch's int8 product of many rows is not oneDNN's exact one (a CPU without AVX-512 VNNI): the layers
-    a decoding step runs in Int8Linear where the package's int8 kernel serves, every other linear layer (but those
-    in `keep`) in PyTorch's int8 dynamic layers (fbgemm), a layer at a time (in place)."""
-    _decoding_steps_in_int8_kernels(model)
-    for module in model.modules():
-        if isinstance(module, Linear) and module not in keep:
-            module.__class__ = nn.Linear  # the quantizer converts exact nn.Linear; ours adds no state to it
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao on every use
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        layers = [module for module in model.modules() if isinstance(module, (EncoderLayer, DecoderLayer))
-                  and any(type(child) is nn.Linear for child in module.modules())]  # those left to convert
-        for part in (*layers, model):  # a layer at a time, so that each one's fp32 pages leave as it is converted
-            _check_finite_linears(part)
-            with releasing_replaced_weights(model, part=part):
-                quantize_dynamic(part, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-
-
-def _check_finite_linears(part: nn.Module) -> None:
-    """A ValueError naming the first plain nn.Linear in `part` whose weight holds NaN or infinity (PyTorch's
-    quantizer would turn it into garbage silently; Int8Linear refuses it too)."""
-    for name, module in part.named_modules():
-        if type(module) is nn.Linear and not bool(torch.isfinite(module.weight).all()):
-            raise ValueError(f"cannot quantize {name or type(part).__name__}: its weight of shape "
-                             f"{tuple(module.weight.shape)} holds NaN or infinite values")
-
-
-def _decoding_steps_in_int8_kernels(model: nn.Module) -> None:
-    """Where the package's int8 kernel serves (a CPU with AVX-512 VNNI or AVX2, the kernels built), the linear layers a
-    decoding step runs (the decoder's, but its cross-attention keys/values, projected once per document, and
-    the LM head) become Int8Linear (in place): faster than PyTorch's int8 layers for a beam's few rows. Only for
-    models that generate (they have an LM head); elsewhere the decoder runs on whole sequences."""
+def _many_row_linears(model: nn.Module) -> set[nn.Module]:
+    """The linear layers of `model` that run many rows, for a CPU where PyTorch's int8 product is not exact: all but
+    those a decoding step runs (the decoder's, but its cross-attention key/value projections, once per document
+    over all its positions; and the LM head), which the package's int8 kernel takes where it serves (AVX-512 VNNI
+    or AVX2, the kernels built) in models that generate (they have an LM head; elsewhere the decoder runs on whole
+    sequences)."""
+    linears = {module for module in model.modules() if isinstance(module, nn.Linear)}
     if kernels.unavailable_reason(int8=True) is not None or not isinstance(getattr(model, "lm_head", None), Linear):
-        return
+        return linears
     layers = [module for module in model.modules() if isinstance(module, DecoderLayer)]
     once_per_document = {projection for layer in layers
                          for projection in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)}
-    decoders = [module for module in model.modules() if isinstance(module, BigBirdPegasusDecoder)]
-    _lm_head_into_int8_linear(model)
-    for part in (*layers, *decoders):  # a layer at a time, so that its fp32 pages leave as it is converted
-        with releasing_replaced_weights(model, part=part):
-            _replace_linears(part, keep=once_per_document)
+    stepped = {module for layer in layers for module in layer.modules() if isinstance(module, nn.Linear)}
+    return linears - (stepped - once_per_document) - {model.lm_head}
 
 
-def _lm_head_into_int8_linear(model: nn.Module) -> None:
+def _lm_head_into_int8_linear(model: nn.Module, *, packed_only: bool) -> None:
     """The (tied) LM head becomes an Int8Linear copy; its fp32 pages leave unless the embedding still holds them."""
     with releasing_replaced_weights(model, part=model.lm_head):
-        model.lm_head = Int8Linear.from_float(model.lm_head)
+        model.lm_head = _int8_linear(model.lm_head, packed_only=packed_only)
 
 
-def _replace_linears(part: nn.Module, *, keep: set[nn.Module]) -> None:
-    """Replace the linear layers inside `part` but those in `keep` by Int8Linear (in place)."""
+def _replace_linears(part: nn.Module, *, keep: set[nn.Module], packed_only: set[nn.Module]) -> None:
+    """Replace the linear layers inside `part` but those in `keep` by Int8Linear (in place), those in `packed_only`
+    with only their packed weights."""
     for owner in list(part.modules()):
         for name, child in list(owner.named_children()):
             if isinstance(child, nn.Linear) and child not in keep:
-                setattr(owner, name, Int8Linear.from_float(child))
+                setattr(owner, name, _int8_linear(child, packed_only=child in packed_only))
+
+
+def _int8_linear(linear: nn.Linear, *, packed_only: bool) -> Int8Linear:
+    converted = Int8Linear.from_float(linear)
+    return converted.keep_only_packed() if packed_only else converted
 
 
 def reduce_cross_attention_cache(model: nn.Module, *, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
