@@ -22,7 +22,7 @@ from .int8_linear import Int8Linear
 from .int8_matmul import exact_int8_products
 from .layers import DecoderLayer, EncoderLayer
 from .linear import Linear, slow_products_reason
-from .model import BigBirdPegasusDecoder, BigBirdPegasusEncoder
+from .model import BigBirdPegasusEncoder
 from .replaced_weights import releasing_replaced_weights
 
 

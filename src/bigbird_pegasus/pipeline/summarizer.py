@@ -271,6 +271,7 @@ def summarize(texts: str | Sequence[str], model: str | os.PathLike = DEFAULT_MOD
     """Summaries of `texts` (one string per text; a single text gives a single string).
 
     `options` are those of `Summarizer`: dtype, device, quantize, threads, batch_size, long_input, chunk_overlap,
-    newlines, cross_attention_cache and the generation keywords. To summarize several times, build a `Summarizer` once instead.
+    newlines, cross_attention_cache and the generation keywords. To summarize several times, build a `Summarizer`
+    once instead.
     """
     return Summarizer(model, **options)(texts)
