@@ -16,10 +16,11 @@
 
 /* A beam's 5 rows at once, so that each head's keys and values are read once. The scores' sums stay in registers:
  * 5 x KEY_VECTORS of them, KEY_VECTORS keys and a query (AVX-512, 32 registers: 4 keys; AVX2, 16 registers of 8
- * lanes: 2). The values' 5 x 64 sums fit AVX-512's registers; with AVX2 some spill, which still beat 2 rows at a
- * time (3 passes over the values) on a 2-core AMD EPYC Zen 3: 11-13 against 14-17 ms over a step's 16 layers of a
- * 4096-token document in fp32 and in bf16, and the scores with 2 keys against 4 keys at 2 rows: 15-21 against
- * 25-28 ms (scratch harness, each pass on its own). */
+ * lanes: 2). The values' 5 x 64 sums fit AVX-512's registers; with AVX2 bf16 values take a group of features at a
+ * time (BFLOAT16_GROUP below) and fp32 ones spill, which still beat 2 rows at a time (3 passes over the values) on
+ * a 2-core AMD EPYC Zen 3: 11-13 against 14-17 ms over a step's 16 layers of a 4096-token document in fp32 and in
+ * bf16, and the scores with 2 keys against 4 keys at 2 rows: 15-21 against 25-28 ms (scratch harness, each pass on
+ * its own). */
 #define ROWS_AT_ONCE 5
 #if defined(__AVX512F__)
 #define KEY_VECTORS 4
@@ -31,6 +32,19 @@
 #define TILE (KEY_VECTORS * LANES) /* positions scored at once */
 #define KEYS_AHEAD 512    /* bytes of each feature's keys prefetched ahead */
 #define VALUES_AHEAD 4096 /* bytes of values prefetched ahead */
+/* The values' features summed at once, in vectors (the values pass's GROUP), and the positions (CHUNK) they take
+ * before the next group takes the same ones from cache: all 64 at once with AVX-512 (5 x 4 sums in registers) and
+ * for fp32 values (read at bandwidth: in groups 0.84-0.91x as fast on the AMD EPYC Zen 3); bf16 values with AVX2 16
+ * at a time (5 x 2 sums in registers, where all 64 spilled to the stack): a step's 16 cross-attentions over a
+ * 4096-token bf16 cache 1.04-1.07x faster there, 1.10-1.25x with bfloat16_tile's even/odd widening (scratch
+ * `/tmp/s30/attab.py`, alternating builds, medians of 9-11). */
+#define FLOAT32_GROUP (HEAD_DIM / LANES)
+#if LANES == 16
+#define BFLOAT16_GROUP (HEAD_DIM / LANES)
+#else
+#define BFLOAT16_GROUP 2
+#endif
+#define CHUNK 128
 
 /* Softmax of each of `rows` rows of s scores in place, unnormalised (e^(x - max)); 1 / the sums into `inverse`. */
 static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s) {
@@ -60,17 +74,16 @@ static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s)
   }
 }
 
-/* `count` x LANES consecutive values as `count` vectors, and sums of them back in order. fp32: in order. bf16 with
- * 16 lanes (`count` even): 32 values at a time split into their even and odd ones (a shift and a mask, where
- * widening 16 at a time took a shuffle each), so that the vectors hold values 0 2 .. 30 | 1 3 .. 31 | 32 34 .. 62 |
- * 33 .. 63 | ...; `in_order` interleaves such pairs back. Each value's arithmetic is the same either way: only the
- * lane it passes through differs. */
+/* `count` x LANES consecutive values as `count` vectors, and sums of them back in order. fp32: in order. bf16
+ * (`count` even): 2 x LANES values at a time split into their even and odd ones (a shift and a mask, where widening
+ * LANES at a time took a shuffle and a shift each), so that the vectors hold values 0 2 .. | 1 3 .. | ...;
+ * `in_order` interleaves such pairs back. Each value's arithmetic is the same either way: only the lane it passes
+ * through differs. */
 static inline void float32_tile(const float* p, lanes* v, int count) {
   for (int j = 0; j < count; ++j) v[j] = load_float32(p + j * LANES);
 }
 static inline void float32_in_order(lanes* v, int count) { (void)v, (void)count; }
-#if LANES == 16
-typedef uint32_t bfloat16_pairs __attribute__((vector_size(64), aligned(2))); /* 32 bf16, unaligned loads allowed */
+typedef uint32_t bfloat16_pairs __attribute__((vector_size(4 * LANES), aligned(2))); /* 2 x LANES bf16, unaligned */
 static inline void bfloat16_tile(const uint16_t* p, lanes* v, int count) {
   for (int j = 0; j < count; j += 2) {
     bfloat16_pairs pairs = *(const bfloat16_pairs*)(p + j * LANES); /* value 2i in the low 16 bits of word i */
@@ -81,18 +94,17 @@ static inline void bfloat16_tile(const uint16_t* p, lanes* v, int count) {
 static inline void bfloat16_in_order(lanes* v, int count) {
   for (int j = 0; j < count; j += 2) {
     lanes even = v[j], odd = v[j + 1];
+#if LANES == 16
     v[j] = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     v[j + 1] = __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+#else
+    v[j] = __builtin_shufflevector(even, odd, 0, 8, 1, 9, 2, 10, 3, 11);
+    v[j + 1] = __builtin_shufflevector(even, odd, 4, 12, 5, 13, 6, 14, 7, 15);
+#endif
   }
 }
-#else
-static inline void bfloat16_tile(const uint16_t* p, lanes* v, int count) {
-  for (int j = 0; j < count; ++j) v[j] = load_bfloat16(p + j * LANES);
-}
-static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count; }
-#endif
 
-#define ATTENTION(NAME, T, KIND, LINE)                                                                         \
+#define ATTENTION(NAME, T, KIND, LINE, GROUP)                                                                   \
   /* Scores (rows, s) of the queries q (rows, 64), scaled, against keys k (64, s; rows `stride` apart), + bias \
    * (s,) when given. */                                                                                       \
   static void NAME##_scores(const float* q, const T* k, const float* bias, float* scores, int64_t rows,        \
@@ -135,21 +147,34 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
   }                                                                                                            \
                                                                                                                \
   /* out (rows, 64) = weights (rows, s) @ v (s, 64), each row times its `inverse`; weights' rows are padded to \
-   * a multiple of ROWS_AT_ONCE with zeros. */                                                                 \
+   * a multiple of ROWS_AT_ONCE with zeros. GROUP features at a time over CHUNK positions (then the next      \
+   * GROUP over the same positions, from cache), so that the ROWS_AT_ONCE x GROUP sums stay in registers.     \
+   * Each sum still adds its positions in order. */                                                           \
   static void NAME##_values(const float* weights, const float* inverse, const T* v, float* out, int64_t rows,  \
                             int64_t s) {                                                                       \
     for (int64_t first = 0; first < rows; first += ROWS_AT_ONCE) {                                             \
       int64_t count = rows - first < ROWS_AT_ONCE ? rows - first : ROWS_AT_ONCE;                               \
       lanes sums[ROWS_AT_ONCE][HEAD_DIM / LANES] = {{{0}}};                                                    \
-      for (int64_t p = 0; p < s; ++p) {                                                                        \
-        const T* value = v + p * HEAD_DIM;                                                                     \
-        for (int line = 0; line < HEAD_DIM; line += LINE)                                                      \
-          __builtin_prefetch(value + VALUES_AHEAD / sizeof(T) + line, 0, 3);                                   \
-        lanes parts[HEAD_DIM / LANES];                                                                         \
-        KIND##_tile(value, parts, HEAD_DIM / LANES);                                                           \
-        for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                               \
-          lanes weight = splat(weights[(first + r) * s + p]);                                                  \
-          for (int j = 0; j < HEAD_DIM / LANES; ++j) sums[r][j] += weight * parts[j];                          \
+      for (int64_t chunk = 0; chunk < s; chunk += CHUNK) {                                                     \
+        int64_t end = chunk + CHUNK < s ? chunk + CHUNK : s;                                                   \
+        for (int group = 0; group < HEAD_DIM / LANES; group += GROUP) {                                        \
+          lanes group_sums[ROWS_AT_ONCE][GROUP];                                                               \
+          for (int r = 0; r < ROWS_AT_ONCE; ++r)                                                               \
+            for (int j = 0; j < GROUP; ++j) group_sums[r][j] = sums[r][group + j];                             \
+          for (int64_t p = chunk; p < end; ++p) {                                                              \
+            const T* value = v + p * HEAD_DIM;                                                                 \
+            if (group == 0)                                                                                    \
+              for (int line = 0; line < HEAD_DIM; line += LINE)                                                \
+                __builtin_prefetch(value + VALUES_AHEAD / sizeof(T) + line, 0, 3);                             \
+            lanes parts[GROUP];                                                                                \
+            KIND##_tile(value + group * LANES, parts, GROUP);                                                  \
+            for (int r = 0; r < ROWS_AT_ONCE; ++r) {                                                           \
+              lanes weight = splat(weights[(first + r) * s + p]);                                              \
+              for (int j = 0; j < GROUP; ++j) group_sums[r][j] += weight * parts[j];                           \
+            }                                                                                                  \
+          }                                                                                                    \
+          for (int r = 0; r < ROWS_AT_ONCE; ++r)                                                               \
+            for (int j = 0; j < GROUP; ++j) sums[r][group + j] = group_sums[r][j];                             \
         }                                                                                                      \
       }                                                                                                        \
       for (int64_t r = 0; r < count; ++r) {                                                                    \
@@ -185,8 +210,8 @@ static inline void bfloat16_in_order(lanes* v, int count) { (void)v, (void)count
     return failed;                                                                                             \
   }
 
-ATTENTION(few_query_attention_float32, float, float32, 16)
-ATTENTION(few_query_attention_bfloat16, uint16_t, bfloat16, 32)
+ATTENTION(few_query_attention_float32, float, float32, 16, FLOAT32_GROUP)
+ATTENTION(few_query_attention_bfloat16, uint16_t, bfloat16, 32, BFLOAT16_GROUP)
 
 /* Whether the two above beat PyTorch's batched products on this build: measured with AVX-512 (Xeon) and with AVX2
  * (a 2-core AMD EPYC Zen 3, where with them and the whole-step kernel, which needs them, an fp32 decoding step
