@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bigbird_pegasus import kernels
+from bigbird_pegasus.modeling.int8_linear import Int8Linear
 from bigbird_pegasus.modeling.layers import ACTIVATIONS
 from bigbird_pegasus.modeling.linear import (FEW_ROWS, FUSABLE_ACTIVATIONS, FUSABLE_DTYPES, ONEDNN, Linear,
                                              linear_then_activation)
@@ -92,3 +93,44 @@ def test_otherwise_the_layer_then_the_activation(case):
         expected = apply(layer(x))
     assert calls == (0, 0) and torch.equal(actual, expected)
     assert len(called) == (3 if "hook" in case else 0)                  # the profiled call, this one, the oracle's
+
+
+def int8_layer(packed_only: bool) -> Int8Linear:
+    layer = Int8Linear.from_float(Linear(64, 128)).eval()
+    return layer.keep_only_packed() if packed_only else layer
+
+
+@pytest.mark.parametrize("packed_only", [False, True])
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_a_many_row_int8_feed_forward_takes_the_kernel_over_the_layers_output(packed_only, activation):
+    """quantize_int8's layers (no float weight): the layer's own output (its bias in it), then the kernel's
+    activation in place: apply(layer(x)) to float rounding."""
+    torch.manual_seed(2)
+    layer, x = int8_layer(packed_only), torch.randn(2, FEW_ROWS, 64)           # 256 rows
+    apply = ACTIVATIONS[activation]
+    with torch.no_grad():
+        calls = kernel_and_fused_calls(lambda: linear_then_activation(layer, x, activation=activation, apply=apply))
+        actual = linear_then_activation(layer, x, activation=activation, apply=apply)
+        expected = apply(layer(x).double())
+    assert calls == (1, 0)
+    assert actual.shape == (2, FEW_ROWS, 128) and (actual.double() - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("case", ["few rows", "silu", "a forward hook keeping the output"])
+def test_an_int8_layer_otherwise_then_the_activation(case):
+    """Few rows, an activation the kernel lacks, and a hooked layer (whose hook may keep the output the kernel
+    would overwrite) run the layer, then PyTorch's activation: exactly apply(layer(x)), the kept output intact."""
+    torch.manual_seed(3)
+    layer, x = int8_layer(False), torch.randn(2, FEW_ROWS if case != "few rows" else 3, 64)
+    activation = "silu" if case == "silu" else "gelu_new"
+    apply = ACTIVATIONS[activation]
+    kept = []
+    if case == "a forward hook keeping the output":
+        layer.register_forward_hook(lambda module, inputs, output: kept.append(output))
+    with torch.no_grad():
+        calls = kernel_and_fused_calls(lambda: linear_then_activation(layer, x, activation=activation, apply=apply))
+        actual = linear_then_activation(layer, x, activation=activation, apply=apply)
+        expected = apply(layer(x))
+    assert calls == (0, 0) and torch.equal(actual, expected)
+    if kept:
+        assert torch.equal(kept[1], kept[2]) and not torch.equal(kept[1], actual)   # not overwritten by the GELU

@@ -71,4 +71,6 @@ def test_pytorchs_quantized_layers_keep_their_own_product():
     assert not isinstance(quantized.weight, torch.Tensor)      # a method there
     with torch.no_grad():
         actual = linear_then_activation(quantized, x, activation="gelu_new", apply=ACTIVATIONS["gelu_new"])
-        assert torch.equal(actual, ACTIVATIONS["gelu_new"](quantized(x)))
+        expected = ACTIVATIONS["gelu_new"](quantized(x).double())
+    # their own product; the GELU the kernels' (in place, where they serve) or PyTorch's: to float rounding
+    assert actual.dtype == torch.float32 and (actual.double() - expected).abs().max() <= 1e-5

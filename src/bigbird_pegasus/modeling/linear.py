@@ -87,7 +87,9 @@ def linear_then_activation(linear: nn.Linear, x: torch.Tensor, *, activation: st
     float rounding, ~5e-6 there); elsewhere, past FEW_ROWS fp32 rows, the product without its bias, then the bias
     and the activation in one pass of the kernels' (`kernels.bias_activation_`; the same values to float rounding:
     on a 2-core AMD EPYC Zen 3, a 4096-token layer's product, bias and tanh GELU 298 against 350 ms, the bias and
-    GELU alone 16 against PyTorch's 100 ms for the GELU, scratch `/tmp/s28/act/run.py`)."""
+    GELU alone 16 against PyTorch's 100 ms for the GELU, scratch `/tmp/s28/act/run.py`); and a layer without a
+    float weight (quantize_int8's) computes its output, which the kernels' activation then overwrites in place
+    (`_activates_in_place`)."""
     post_op = FUSABLE_ACTIVATIONS.get(activation)
     weight = getattr(linear, "weight", None)  # a method on PyTorch's quantized layers
     at_inference = (isinstance(weight, torch.Tensor) and x.device.type == "cpu" and x.dtype == weight.dtype
@@ -100,4 +102,19 @@ def linear_then_activation(linear: nn.Linear, x: torch.Tensor, *, activation: st
     if at_inference and many_rows and kernels.serves_bias_activation(weight.shape[0], dtype=x.dtype, device=x.device,
                                                                      bias=linear.bias, activation=activation):
         return kernels.bias_activation_(F.linear(x, weight), bias=linear.bias, activation=activation)
-    return apply(linear(x))
+    y = linear(x)
+    float_weight = isinstance(weight, torch.Tensor) and weight.is_floating_point()
+    if many_rows and not float_weight and _activates_in_place(linear, y, activation):
+        return kernels.bias_activation_(y, bias=None, activation=activation)
+    return apply(y)
+
+
+def _activates_in_place(linear: nn.Module, y: torch.Tensor, activation: str) -> bool:
+    """Whether the kernels' activation may overwrite y (..., out), the fresh output of a layer without a float
+    weight (quantize_int8's, whose own bias it holds): fp32 on the CPU, contiguous, no gradient, no hooks that could
+    keep it. The large encoder's int8 feed-forward at 4096 tokens on the AMD EPYC Zen 3: PyTorch's tanh GELU took 89
+    ms a layer (1.43 of 12.1 s), the kernel's ~16 (the same values to float rounding)."""
+    return (y.is_contiguous() and not (linear._forward_hooks or linear._forward_pre_hooks)
+            and not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and y.requires_grad)
+            and kernels.serves_bias_activation(y.shape[-1], dtype=y.dtype, device=y.device, bias=None,
+                                               activation=activation))
