@@ -36,7 +36,8 @@
  * before the next group takes the same ones from cache: all 64 at once with AVX-512 (5 x 4 sums in registers) and
  * for fp32 values (read at bandwidth: in groups 0.84-0.91x as fast on the AMD EPYC Zen 3); bf16 values with AVX2 16
  * at a time (5 x 2 sums in registers, where all 64 spilled to the stack): a step's 16 cross-attentions over a
- * 4096-token bf16 cache 1.04-1.07x faster there, 1.10-1.25x with bfloat16_tile's even/odd widening (scratch
+ * 4096-token bf16 cache 1.04-1.07x faster there over 128 positions, 1.10-1.25x with bfloat16_tile's even/odd
+ * widening, and 1.11x faster again over 16 positions than over 128 (8: as 16; 32: 1.04x slower; scratch
  * `/tmp/s30/attab.py`, alternating builds, medians of 9-11). */
 #define FLOAT32_GROUP (HEAD_DIM / LANES)
 #if LANES == 16
@@ -44,7 +45,7 @@
 #else
 #define BFLOAT16_GROUP 2
 #endif
-#define CHUNK 128
+#define CHUNK 16
 
 /* Softmax of each of `rows` rows of s scores in place, unnormalised (e^(x - max)); 1 / the sums into `inverse`. */
 static void exponentiate(float* scores, float* inverse, int64_t rows, int64_t s) {
