@@ -113,7 +113,7 @@ def _activates_in_place(linear: nn.Module, y: torch.Tensor, activation: str) -> 
     """Whether the kernels' activation may overwrite y (..., out), the fresh output of a layer without a float
     weight (quantize_int8's, whose own bias it holds): fp32 on the CPU, contiguous, no gradient, no hooks that could
     keep it. The large encoder's int8 feed-forward at 4096 tokens on the AMD EPYC Zen 3: PyTorch's tanh GELU took 89
-    ms a layer (1.43 of 12.1 s), the kernel's ~16 (the same values to float rounding)."""
+    ms a layer (1.43 of 12.1 s), the kernel's ~14 (the same values to float rounding)."""
     return (y.is_contiguous() and not (linear._forward_hooks or linear._forward_pre_hooks)
             and not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and y.requires_grad)
             and kernels.serves_bias_activation(y.shape[-1], dtype=y.dtype, device=y.device, bias=None,
