@@ -92,9 +92,8 @@ def linear_then_activation(linear: nn.Linear, x: torch.Tensor, *, activation: st
     (`_activates_in_place`)."""
     post_op = FUSABLE_ACTIVATIONS.get(activation)
     weight = getattr(linear, "weight", None)  # a method on PyTorch's quantized layers
-    at_inference = (isinstance(weight, torch.Tensor) and x.device.type == "cpu" and x.dtype == weight.dtype
-                    and not (linear._forward_hooks or linear._forward_pre_hooks)
-                    and not torch.compiler.is_compiling()
+    plain = not (linear._forward_hooks or linear._forward_pre_hooks) and not torch.compiler.is_compiling()
+    at_inference = (plain and isinstance(weight, torch.Tensor) and x.device.type == "cpu" and x.dtype == weight.dtype
                     and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
     if at_inference and post_op is not None and ONEDNN and x.dtype in FUSABLE_DTYPES:
         return torch.ops.mkldnn._linear_pointwise(x, weight, linear.bias, post_op[0], [], post_op[1])
@@ -104,17 +103,16 @@ def linear_then_activation(linear: nn.Linear, x: torch.Tensor, *, activation: st
         return kernels.bias_activation_(F.linear(x, weight), bias=linear.bias, activation=activation)
     y = linear(x)
     float_weight = isinstance(weight, torch.Tensor) and weight.is_floating_point()
-    if many_rows and not float_weight and _activates_in_place(linear, y, activation):
+    if plain and many_rows and not float_weight and _activates_in_place(y, activation):
         return kernels.bias_activation_(y, bias=None, activation=activation)
     return apply(y)
 
 
-def _activates_in_place(linear: nn.Module, y: torch.Tensor, activation: str) -> bool:
+def _activates_in_place(y: torch.Tensor, activation: str) -> bool:
     """Whether the kernels' activation may overwrite y (..., out), the fresh output of a layer without a float
-    weight (quantize_int8's, whose own bias it holds): fp32 on the CPU, contiguous, no gradient, no hooks that could
-    keep it. The large encoder's int8 feed-forward at 4096 tokens on the AMD EPYC Zen 3: PyTorch's tanh GELU took 89
-    ms a layer (1.43 of 12.1 s), the kernel's ~14 (the same values to float rounding)."""
-    return (y.is_contiguous() and not (linear._forward_hooks or linear._forward_pre_hooks)
-            and not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and y.requires_grad)
+    weight (quantize_int8's, whose own bias it holds) and without hooks that could keep it: fp32 on the CPU,
+    contiguous, no gradient. The large encoder's int8 feed-forward at 4096 tokens on the AMD EPYC Zen 3: PyTorch's
+    tanh GELU took 89 ms a layer (1.43 of 12.1 s), the kernel's ~14 (the same values to float rounding)."""
+    return (y.is_contiguous() and not (torch.is_grad_enabled() and y.requires_grad)
             and kernels.serves_bias_activation(y.shape[-1], dtype=y.dtype, device=y.device, bias=None,
                                                activation=activation))
