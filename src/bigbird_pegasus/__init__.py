@@ -3,13 +3,10 @@
 The public names are those of `transformers`, so that imports are drop-in.
 """
 
-import os
+from . import allocation
 
-# Large activations on the CPU are freshly allocated and page-faulted 4 KiB at a time; PyTorch's
-# allocator can back them with transparent huge pages instead, which makes the encoder's copies and
-# elementwise passes several times cheaper. PyTorch reads this once, at its first allocation, so it
-# only takes effect if the package is imported before any tensor exists; set it to 0 to opt out.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# Before any tensor exists: how the process allocates (huge pages, freed memory kept; see allocation.py).
+allocation.configure()
 
 from .config import BigBirdPegasusConfig
 from .generation.config import GenerationConfig
