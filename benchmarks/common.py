@@ -100,15 +100,34 @@ def decoding_steps_timed():
         decoding.CachedDecoder.decode_one_token = original
 
 
+# The other engines (the reference, CTranslate2) run as their users run them, with PyTorch's and glibc's allocation
+# defaults. Their processes import this package (the config, above), whose import would otherwise apply the
+# package's process-wide settings to them too (huge pages, freed memory kept: src/bigbird_pegasus/allocation.py):
+# the reference's real job took 542 s with the defaults, 333-353 s with huge pages (every run until 2026-11-30) and
+# 222 s with both, on a 2-core AMD EPYC Zen 3.
+RIVAL_ALLOCATION = {"THP_MEM_ALLOC_ENABLE": "0", "BIGBIRD_PEGASUS_REUSE_FREED_MEMORY": "0"}
+
+
+def child_environment(engine: str, *, rival_allocation: str = "defaults", **variables: str) -> dict[str, str]:
+    """The environment of a benchmark's child process running `engine` (ours: "ours..."; another: the reference,
+    CTranslate2): the package's source on PYTHONPATH, no network, `variables` on top; another engine with the
+    allocation defaults, or with the package's settings where `rival_allocation` is "package" (to compare the
+    code alone)."""
+    python_path = os.pathsep.join([os.path.join(os.path.dirname(HERE), "src"), os.environ.get("PYTHONPATH", "")])
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=python_path, **variables)
+    if not engine.startswith("ours") and rival_allocation == "defaults":
+        return {**environment, **RIVAL_ALLOCATION}
+    return environment
+
+
 def run_worker(library: str, task: str, checkpoint: str, **options) -> dict:
     """One worker process; its JSON result, or {"error": ...} when it failed (e.g. killed for memory)."""
     command = [sys.executable, os.path.join(HERE, "worker.py"), "--library", library, "--task", task,
                "--checkpoint", checkpoint]
     for name, value in options.items():
         command += [f"--{name.replace('_', '-')}"] + ([str(value)] if value != "" else [])
-    python_path = os.pathsep.join([os.path.join(os.path.dirname(HERE), "src"), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=python_path)
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env=child_environment(library, TOKENIZERS_PARALLELISM="false"))
     if done.returncode != 0:
         return {"library": library, "error": f"exit {done.returncode}: {done.stderr.strip()[-500:]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])

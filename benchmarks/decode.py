@@ -40,9 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (checkpoint_folder, decoding_steps_timed, ensure_checkpoint,  # noqa: E402
+from common import (checkpoint_folder, child_environment, decoding_steps_timed, ensure_checkpoint,  # noqa: E402
                     first_to_go_when_memory_runs_out)
 
 ENGINES = ("ours", "ours-int8", "ctranslate2", "ctranslate2-int8")
@@ -106,9 +105,8 @@ def run_child(name: str, args: argparse.Namespace, checkpoint: Path) -> dict:
                str(args.long), "--docs", str(args.docs)]
     command += ["--tiny"] if args.tiny else []
     command += ["--profile"] if args.profile else []
-    python_path = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
-    environment = dict(os.environ, PYTHONPATH=python_path, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env=child_environment(name, TOKENIZERS_PARALLELISM="false"))
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}: {done.stderr.strip()[-800:]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,8 @@ EOS = 1
 GENERATE_OPTIONS = dict(num_beams=5, length_penalty=0.8)
 DOCUMENT_LENGTH = {"large": 4096, "tiny": 640}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (checkpoint_folder, first_to_go_when_memory_runs_out, generate_run_label,  # noqa: E402
-                    peak_rss_mb, save_random_weights)  # (benchmarks/ is no package)
+from common import (checkpoint_folder, child_environment, first_to_go_when_memory_runs_out,  # noqa: E402
+                    generate_run_label, peak_rss_mb, save_random_weights)  # (benchmarks/ is no package)
 
 
 def main() -> None:
@@ -82,6 +81,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--docs", type=int, default=1, help="documents generated together in one call")
     parser.add_argument("--profile", action="store_true", help="our time breakdown (encoder, cross K/V, steps)")
     parser.add_argument("--threads", type=int, help="torch threads in each run (default: torch's)")
+    parser.add_argument("--reference-allocation", choices=("defaults", "package"), default="defaults",
+                        help="the reference's process with PyTorch's and glibc's allocation defaults, as its users "
+                             "run it (default), or with the settings importing this package makes (allocation.py)")
     parser.add_argument("--child", choices=("save", "ours", "reference"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -100,9 +102,8 @@ def run_in_subprocess(implementation: str, mode: str | None, workdir: Path, args
         command += ["--tiny"] if args.tiny else []
         command += ["--profile"] if args.profile and implementation == "ours" else []
         command += ["--threads", str(args.threads)] if args.threads else []
-        python_path = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
-        environment = dict(os.environ, PYTHONPATH=python_path, HF_HUB_OFFLINE="1")
-        subprocess.run(command, check=True, env=environment)
+        subprocess.run(command, check=True,
+                       env=child_environment(implementation, rival_allocation=args.reference_allocation))
         return json.loads(result_file.read_text())
 
 

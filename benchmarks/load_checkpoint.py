@@ -20,10 +20,9 @@ import subprocess
 import sys
 import time
 
-from common import peak_rss_mb
+from common import child_environment, peak_rss_mb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
 LIBRARIES = ("reference", "ours")
 TINY = dict(vocab_size=1000, d_model=64, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=128,
             decoder_ffn_dim=128, encoder_attention_heads=4, decoder_attention_heads=4)
@@ -77,9 +76,8 @@ def ensure_checkpoint(folder: str, tiny: bool) -> None:
 
 def run_worker(library: str, workdir: str, dtype: str) -> dict:
     """One load in a fresh process -> its measurements."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     command = [sys.executable, os.path.abspath(__file__), "--worker", library, "--workdir", workdir, "--dtype", dtype]
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=child_environment(library))
     if done.returncode != 0:
         raise SystemExit(f"{library} worker failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 
-from common import (ensure_checkpoint, first_to_go_when_memory_runs_out, max_peak_mb, median_seconds, peak_rss_mb,
-                    save_json)
+from common import (child_environment, ensure_checkpoint, first_to_go_when_memory_runs_out, max_peak_mb,
+                    median_seconds, peak_rss_mb, save_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -98,8 +98,7 @@ def run_step_worker(library: str, checkpoint: str, checkpointing: int, args: arg
     command = [sys.executable, os.path.abspath(__file__), "--worker", library, "--workdir", checkpoint,
                "--checkpointing", str(checkpointing), "--repeats", str(args.repeats),
                "--source-length", str(args.source_length), "--target-length", str(args.target_length)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=SRC)
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=child_environment(library))
     if done.returncode != 0:
         return {"library": library, "error": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])

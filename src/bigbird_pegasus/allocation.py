@@ -17,7 +17,6 @@ large activations freshly allocated on the CPU are otherwise paid for in page fa
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # <malloc.h>'s mallopt parameters
@@ -44,12 +43,12 @@ def keep_freed_memory() -> bool:
 
 
 def _glibc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """The process's C library where it is glibc, else None. Looked up in the process itself (no search for the
+    library's file, which runs other programs and can fail)."""
     try:
-        library = ctypes.CDLL(name)
+        library = ctypes.CDLL(None)
         library.gnu_get_libc_version  # glibc's own symbol: musl and macOS have none
+        library.mallopt
     except (OSError, AttributeError):
         return None
     library.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
