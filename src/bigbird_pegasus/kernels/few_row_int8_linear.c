@@ -112,7 +112,8 @@ static inline sums load_weights(const int8_t* w) {
 static inline sums load_row(const quantized* q) { return _mm256_loadu_si256((const __m256i*)q); }
 /* A row's part that several weight rows multiply, loaded into a register once: left to itself GCC 12 folded the
  * load into each multiply-add, loading it OUT times (a beam of 5 two weight rows at a time: a step's layers
- * 1.13-1.17x and the LM head 1.12-1.15x faster so on the AMD EPYC Zen 3, scratch `/tmp/s31/ab.py`). */
+ * 1.06-1.17x and the LM head 1.02-1.12x faster so on the AMD EPYC Zen 3, scratch `/tmp/s31/ab.py`; whole steps
+ * within the noise). */
 static inline sums load_row_for_several(const quantized* q) {
   sums row = load_row(q);
   __asm__("" : "+x"(row));
